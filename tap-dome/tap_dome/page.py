@@ -1,0 +1,59 @@
+"""The parsed form of one orders response, carried on its `requests.Response`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import requests
+
+PAGE_ATTRIBUTE = "dome_page"
+
+
+@dataclass(frozen=True)
+class Page:
+    """One parsed response of the orders endpoint."""
+
+    orders: list[dict[str, Any]]
+    has_more: bool
+    pagination_key: str | None
+    total: int | None
+
+
+def parse_page(body: bytes) -> Page:
+    """Parse a response body; raises ValueError when it is not a complete orders page."""
+    data = orjson.loads(body)
+    if not isinstance(data, dict) or not isinstance(data.get("orders"), list):
+        raise ValueError("response has no `orders` list")
+    pagination = data.get("pagination") or {}
+    if not isinstance(pagination, dict):
+        raise ValueError("response `pagination` is not an object")
+    total = pagination.get("total")
+    key = pagination.get("pagination_key")
+    return Page(
+        orders=data["orders"],
+        has_more=bool(pagination.get("has_more")),
+        pagination_key=str(key) if key else None,
+        total=_as_int(total),
+    )
+
+
+def attach_page(response: requests.Response, page: Page) -> requests.Response:
+    """Keep the parsed page with its response, so the body is parsed only once."""
+    setattr(response, PAGE_ATTRIBUTE, page)
+    return response
+
+
+def page_of(response: requests.Response) -> Page:
+    """The page parsed from `response` (see `attach_page`)."""
+    page = getattr(response, PAGE_ATTRIBUTE, None)
+    if not isinstance(page, Page):
+        raise TypeError("response carries no parsed Dome page")
+    return page
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value)

@@ -1,0 +1,225 @@
+"""Concurrent fetching of many wallets' windows, handed out strictly in emission order.
+
+singer-sdk emits one partition (wallet) at a time. Waiting on one request at a time would
+leave most of the API tier unused, so worker threads fetch pages of the next windows while
+the current one is emitted. Every page of one window is fetched in sequence (the cursor
+chains them); different windows, of one wallet or of many, are fetched in parallel.
+
+Memory stays flat: at most `max_open` windows are open at once and each buffers at most
+`buffered_pages` pages. Workers always serve the earliest window in emission order that
+can take a page, so the window the consumer waits on is never starved. The first error
+that retrying cannot fix stops every worker and is raised to the consumer.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from tap_dome.fetch import PageFetcher
+from tap_dome.page import page_of
+from tap_dome.pagination import DomePaginator
+from tap_dome.windows import Window, estimate_fills, split
+
+WAIT_SLICE_SECONDS = 1.0
+
+
+class JobState(enum.Enum):
+    """Where a window job stands."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    DONE = "done"
+    SPLIT = "split"
+
+
+@dataclass(eq=False)
+class WindowJob:
+    """One window of one wallet, walked page by page."""
+
+    wallet: str
+    window: Window
+    order: tuple[int, ...]
+    state: JobState = JobState.PENDING
+    paginator: DomePaginator = field(default_factory=DomePaginator)
+    pages: deque[list[dict[str, Any]]] = field(default_factory=deque)
+    children: list[WindowJob] = field(default_factory=list)
+    in_flight: bool = False
+    first_page: bool = True
+
+
+class FetchScheduler:
+    """Owns the worker threads of one run; the consumer calls `iter_wallet` in plan order."""
+
+    def __init__(
+        self,
+        plans: list[tuple[str, Window | None]],
+        fetcher: PageFetcher,
+        *,
+        page_size: int,
+        max_concurrency: int,
+        max_window_fills: int,
+        logger: logging.Logger,
+        buffered_pages: int = 2,
+    ) -> None:
+        self._fetcher = fetcher
+        self._page_size = page_size
+        self._max_window_fills = max_window_fills
+        self._buffered_pages = buffered_pages
+        self._max_open = max_concurrency + 2
+        self._logger = logger
+        self._cond = threading.Condition()
+        self._pending: deque[WindowJob] = deque()
+        self._open: list[WindowJob] = []
+        self._top: dict[str, list[WindowJob]] = {}
+        self._fatal: BaseException | None = None
+        self._closed = False
+        self.expected_fills = 0
+        for index, (wallet, window) in enumerate(plans):
+            jobs = [] if window is None else [WindowJob(wallet, window, (index,))]
+            self._top[wallet] = jobs
+            self._pending.extend(jobs)
+        self._threads = [
+            threading.Thread(target=self._work, name=f"dome-fetch-{i}", daemon=True)
+            for i in range(max(1, max_concurrency))
+        ]
+
+    def start(self) -> FetchScheduler:
+        """Start the workers."""
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop the workers (a request in flight finishes on its own)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    # Consumer side
+
+    def iter_wallet(self, wallet: str) -> Iterator[list[dict[str, Any]] | Window]:
+        """A wallet's pages, oldest window first; a Window item marks it complete."""
+        for job in self._top.get(wallet, []):
+            yield from self._drain(job)
+
+    def _drain(self, job: WindowJob) -> Iterator[list[dict[str, Any]] | Window]:
+        while True:
+            orders: list[dict[str, Any]] | None = None
+            with self._cond:
+                while True:
+                    if self._fatal is not None:
+                        raise self._fatal
+                    if job.pages:
+                        orders = job.pages.popleft()
+                        self._cond.notify_all()
+                        break
+                    if job.state is JobState.SPLIT or job.state is JobState.DONE:
+                        break
+                    self._cond.wait(WAIT_SLICE_SECONDS)
+                state = job.state if orders is None else None
+                if state is JobState.DONE:
+                    self._open.remove(job)
+                    self._cond.notify_all()
+            if orders is not None:
+                yield orders
+            elif state is JobState.SPLIT:
+                for child in job.children:
+                    yield from self._drain(child)
+                return
+            else:
+                yield job.window
+                return
+
+    # Worker side
+
+    def _next_job(self) -> WindowJob | None:
+        while len(self._open) < self._max_open and self._pending:
+            job = self._pending.popleft()
+            job.state = JobState.ACTIVE
+            self._open.append(job)
+        ready = [
+            job
+            for job in self._open
+            if job.state is JobState.ACTIVE
+            and not job.in_flight
+            and len(job.pages) < self._buffered_pages
+        ]
+        return min(ready, key=lambda job: job.order) if ready else None
+
+    def _params(self, job: WindowJob) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "user": job.wallet,
+            "start_time": job.window.start,
+            "end_time": job.window.end,
+            "limit": self._page_size,
+        }
+        token = job.paginator.current_value
+        if token is not None:
+            params.update(token.as_params())
+        return params
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                job = None
+                while not self._closed and self._fatal is None:
+                    job = self._next_job()
+                    if job is not None:
+                        break
+                    self._cond.wait(WAIT_SLICE_SECONDS)
+                if job is None:
+                    return
+                job.in_flight = True
+                params = self._params(job)
+            try:
+                response = self._fetcher.fetch(params)
+                with self._cond:
+                    job.in_flight = False
+                    self._accept(job, response)
+                    self._cond.notify_all()
+            except BaseException as exc:  # handed to the consumer thread, raised there
+                with self._cond:
+                    if self._fatal is None:
+                        self._fatal = exc
+                    self._cond.notify_all()
+                return
+
+    def _accept(self, job: WindowJob, response: requests.Response) -> None:
+        page = page_of(response)
+        if job.first_page:
+            job.first_page = False
+            estimate = estimate_fills(job.window, page) if page.has_more else len(page.orders)
+            children = split(job.window, estimate, self._max_window_fills)
+            if children:
+                self._split(job, children)
+                return
+            self.expected_fills += estimate
+        job.paginator.advance(response)
+        if page.orders:
+            job.pages.append(page.orders)
+        if job.paginator.finished:
+            job.state = JobState.DONE
+
+    def _split(self, job: WindowJob, windows: list[Window]) -> None:
+        """Replace `job` by its slices; they come before every job not yet started."""
+        job.children = [
+            WindowJob(job.wallet, window, (*job.order, i)) for i, window in enumerate(windows)
+        ]
+        job.state = JobState.SPLIT
+        self._open.remove(job)
+        self._pending.extendleft(reversed(job.children))
+        self._logger.debug(
+            "Wallet %s: window [%d, %d] holds too many fills; reading it as %d slices",
+            job.wallet,
+            job.window.start,
+            job.window.end,
+            len(windows),
+        )
