@@ -1,23 +1,56 @@
 #!/usr/bin/env bash
-# Create .venv at the repo root with everything the project runs with, from PyPI only.
-# Idempotent and quick when nothing changed: a stamp of the requirement files is kept.
+# Set up everything the project runs with, from PyPI only (nothing from Meltano Hub):
+#   1. .venv at the repo root: meltano, tap-dome (editable), duckdb, test tools;
+#   2. `meltano install`: one virtualenv per plugin under .meltano/ (tap-dome, target-duckdb,
+#      dbt-duckdb, and the BigQuery plugins when meltano/bigquery.meltano.yml defines them).
+# Idempotent and quick when nothing changed: each step keeps a stamp of what it was built from.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+fail() { echo "bootstrap: ERROR: $*" >&2; exit 1; }
+
 PY="${PYTHON:-python3.11}"
 command -v "$PY" >/dev/null 2>&1 || PY=python3
+command -v "$PY" >/dev/null 2>&1 || fail "no Python found (wanted python3.11; set PYTHON=/path/to/python3.11)"
 if [ ! -x .venv/bin/python ]; then
   echo "bootstrap: creating .venv with $("$PY" --version)"
-  "$PY" -m venv .venv
+  "$PY" -m venv .venv || fail "could not create .venv with $PY"
 fi
 if [ ! -x .venv/bin/uv ]; then
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check "uv==0.13.8"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "uv==0.13.8" \
+    || fail "could not install uv into .venv (is PyPI reachable?)"
 fi
 
 stamp=.venv/.bootstrap-stamp
 want=$(cat requirements-dev.txt tap-dome/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "bootstrap: installing the root environment (meltano, tap-dome, test tools)"
-  .venv/bin/uv pip install --quiet --python .venv/bin/python -r requirements-dev.txt -e "./tap-dome[dev]"
+  .venv/bin/uv pip install --quiet --python .venv/bin/python -r requirements-dev.txt -e "./tap-dome[dev]" \
+    || fail "installing the root environment failed (see the uv output above)"
   echo "$want" > "$stamp"
+fi
+
+# Meltano plugins. The stamp lives in .meltano/, so removing .meltano/ reinstalls them.
+# The plugins' own sources are editable installs (tap-dome, the target-duckdb wrapper): code
+# changes need no reinstall; changes to their pyproject.toml or to the plugin definitions do.
+plugin_stamp=.meltano/.bootstrap-plugins-stamp
+plugin_want=$(
+  {
+    echo "python: $(.venv/bin/python --version 2>&1)"
+    cat meltano.yml
+    find meltano plugins -type f \( -name '*.yml' -o -name '*.yaml' -o -name '*.toml' -o -name '*.lock' -o -name '*.txt' \) \
+      -not -path '*/__pycache__/*' -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum
+    sha256sum tap-dome/pyproject.toml
+  } | sha256sum | cut -d' ' -f1
+)
+if [ ! -f "$plugin_stamp" ] || [ "$(cat "$plugin_stamp")" != "$plugin_want" ]; then
+  echo "bootstrap: installing the Meltano plugins (meltano install)"
+  start=$(date +%s)
+  # Plugin virtualenvs use the same interpreter as .venv (Python 3.11).
+  MELTANO_SEND_ANONYMOUS_USAGE_STATS=false \
+    .venv/bin/meltano --log-level=warning install \
+    || fail "meltano install failed; the pip/uv log of each plugin is under .meltano/logs/pip/"
+  mkdir -p .meltano
+  echo "$plugin_want" > "$plugin_stamp"
+  echo "bootstrap: plugins installed in $(( $(date +%s) - start )) s"
 fi
