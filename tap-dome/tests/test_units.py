@@ -1,0 +1,219 @@
+"""Unit tests of the pure parts: identity, settings, limiter, windows, pagination."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+import requests
+from singer_sdk.exceptions import ConfigValidationError
+
+from tap_dome.errors import DomePaginationError
+from tap_dome.fetch import describe_params, retry_after_seconds
+from tap_dome.page import Page, attach_page, parse_page
+from tap_dome.pagination import DomePaginator, PageToken
+from tap_dome.ratelimit import RateLimiter
+from tap_dome.records import RecordBuilder, order_id
+from tap_dome.settings import load_wallets, parse_time, resolve
+from tap_dome.windows import Window, estimate_fills, split
+
+W1 = "0x" + "ab" * 20
+W2 = "0x" + "cd" * 20
+
+
+def test_order_id_uses_tx_hash_and_log_index() -> None:
+    assert order_id({"tx_hash": "0xABC", "log_index": 7}) == "0xabc:7"
+
+
+def test_order_id_fallback_separates_fills_of_one_transaction() -> None:
+    base = {"tx_hash": "0xabc", "order_hash": "0x1", "token_id": "5", "side": "BUY"}
+    first = order_id({**base, "shares": 10, "price": 0.5})
+    second = order_id({**base, "shares": 11, "price": 0.5})
+    assert first != second
+    assert first.startswith("0xabc:h")
+    assert first == order_id({**base, "shares": 10, "price": 0.50})
+
+
+def test_record_builder_types_and_time() -> None:
+    fill = {
+        "tx_hash": "0xAA",
+        "log_index": "3",
+        "timestamp": "1700000000",
+        "token_id": 10**70,
+        "shares": "5000000",
+        "price": "0.25",
+        "extra_field": 1,
+    }
+    record = RecordBuilder().build(fill, W1)
+    assert record["order_id"] == "0xaa:3"
+    assert record["timestamp"] == 1700000000
+    assert record["filled_at"] == "2023-11-14T22:13:20Z"
+    assert record["token_id"] == str(10**70)
+    assert record["shares"] == 5000000
+    assert record["price"] == 0.25
+    assert record["wallet"] == W1
+    assert record["extra_field"] == 1
+
+
+def test_wallets_validated_normalised_and_deduplicated(tmp_path: Path) -> None:
+    listing = tmp_path / "w.txt"
+    listing.write_text(f"# tracked\n{W2.upper().replace('0X', '0x')}\n\n{W1}  # dup\n")
+    wallets = load_wallets({"wallets": [W1.upper().replace("0X", "0x")], "wallets_file": listing})
+    assert wallets == (W1, W2)
+
+
+def test_every_invalid_wallet_is_named(tmp_path: Path) -> None:
+    listing = tmp_path / "w.txt"
+    listing.write_text("0x123\nnot-a-wallet\n")
+    with pytest.raises(ConfigValidationError) as caught:
+        load_wallets({"wallets": [W1, "0xzz"], "wallets_file": str(listing)})
+    message = str(caught.value)
+    assert "3 invalid" in message
+    for bad in ("wallets[1]", "'0xzz'", "w.txt:1", "'0x123'", "w.txt:2", "'not-a-wallet'"):
+        assert bad in message
+
+
+def test_missing_wallets_file_names_the_setting() -> None:
+    with pytest.raises(ConfigValidationError, match="wallets_file"):
+        load_wallets({"wallets_file": "/nonexistent/wallets.txt"})
+
+
+def test_wallets_as_plain_string_is_refused() -> None:
+    with pytest.raises(ConfigValidationError, match="JSON array"):
+        load_wallets({"wallets": W1})
+
+
+def test_resolve_tiers_and_bad_values() -> None:
+    settings = resolve({"wallets": [W1], "api_tier": "dev"}, now=2_000_000_000)
+    assert (settings.requests_per_second, settings.requests_per_10_seconds) == (100, 500)
+    assert settings.end_time == 2_000_000_000
+    assert not settings.end_is_fixed
+    explicit = resolve({"api_tier": "pro", "requests_per_second": 5}, now=2_000_000_000)
+    assert explicit.requests_per_second == 5
+    assert explicit.requests_per_10_seconds == 3000
+    with pytest.raises(ConfigValidationError, match="api_tier"):
+        resolve({"api_tier": "gold"})
+    with pytest.raises(ConfigValidationError, match="page_size"):
+        resolve({"page_size": 5000})
+    with pytest.raises(ConfigValidationError, match="start_date"):
+        resolve({"start_date": "yesterday"})
+    with pytest.raises(ConfigValidationError, match="start_date"):
+        resolve({"start_date": "2030-01-01", "end_date": "2029-01-01"}, now=2_000_000_000)
+
+
+def test_parse_time_forms() -> None:
+    assert parse_time("2024-01-01T00:00:00Z", "x") == 1704067200
+    assert parse_time("2024-01-01", "x") == 1704067200
+    assert parse_time("2024-01-01T01:00:00+01:00", "x") == 1704067200
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_limiter_never_exceeds_either_budget() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter([(1.0, 10), (10.0, 50)], clock=clock.time, sleep=clock.sleep)
+    sends = []
+    for _ in range(200):
+        limiter.acquire()
+        sends.append(clock.now)
+    for i, start in enumerate(sends):
+        in_1s = sum(1 for t in sends[i:] if t < start + 1.0)
+        in_10s = sum(1 for t in sends[i:] if t < start + 10.0)
+        assert in_1s <= 10
+        assert in_10s <= 50
+    # Four 10-second periods of five 1-second bursts: the last request leaves at about
+    # 3 * 10 + 4 * 1 seconds; the limiter does not throttle more than the budgets say.
+    assert 34.0 < sends[-1] < 34.6
+
+
+def test_limiter_pause_holds_everyone() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter([(1.0, 100), (10.0, 1000)], clock=clock.time, sleep=clock.sleep)
+    limiter.pause(5.0)
+    limiter.acquire()
+    assert clock.now >= 5.0
+
+
+def test_limiter_fractional_rate() -> None:
+    limiter = RateLimiter.for_rates(0.5, 100)
+    assert limiter._budgets[0][1] == 1
+    assert limiter._budgets[0][0] > 2.0
+
+
+def test_split_covers_the_window_without_gaps_or_overlap() -> None:
+    window = Window(1000, 1_000_000)
+    slices = split(window, fills=95_000, max_fills=10_000)
+    assert len(slices) == 19
+    assert slices[0].start == window.start
+    assert slices[-1].end == window.end
+    for left, right in itertools.pairwise(slices):
+        assert right.start == left.end + 1
+    assert split(window, fills=10_000, max_fills=10_000) == []
+    # A window of two seconds cannot be cut: a burst in one second is walked whole.
+    assert split(Window(5, 6), fills=1_000_000, max_fills=10) == []
+
+
+def test_estimate_prefers_total_then_extrapolates() -> None:
+    window = Window(0, 999)
+    with_total = Page(orders=[{"timestamp": 1}], has_more=True, pagination_key="k", total=5000)
+    assert estimate_fills(window, with_total) == 5000
+    stamps = [{"timestamp": 900 + i % 100} for i in range(100)]
+    without = Page(orders=stamps, has_more=True, pagination_key="k", total=None)
+    assert estimate_fills(window, without) == 1000
+
+
+def _response(body: dict[str, object]) -> requests.Response:
+    response = requests.Response()
+    response.status_code = 200
+    response._content = json.dumps(body).encode()
+    return attach_page(response, parse_page(response._content))
+
+
+def test_paginator_prefers_key_and_falls_back_to_offset() -> None:
+    paginator = DomePaginator()
+    rows = [{"timestamp": 1}] * 3
+    paginator.advance(
+        _response({"orders": rows, "pagination": {"has_more": True, "pagination_key": "a"}})
+    )
+    assert paginator.current_value == PageToken("a", 3)
+    assert paginator.current_value.as_params() == {"pagination_key": "a"}
+    paginator.advance(_response({"orders": rows, "pagination": {"has_more": True}}))
+    assert paginator.current_value.as_params() == {"offset": 6}
+    paginator.advance(_response({"orders": rows, "pagination": {"has_more": False}}))
+    assert paginator.finished
+
+
+def test_paginator_refuses_loops() -> None:
+    paginator = DomePaginator()
+    page = {"orders": [{"timestamp": 1}], "pagination": {"has_more": True, "pagination_key": "a"}}
+    paginator.advance(_response(page))
+    with pytest.raises(DomePaginationError, match="repeated"):
+        paginator.advance(_response(page))
+    empty = DomePaginator()
+    with pytest.raises(DomePaginationError, match="empty page"):
+        empty.advance(_response({"orders": [], "pagination": {"has_more": True}}))
+
+
+def test_parse_page_rejects_incomplete_bodies() -> None:
+    with pytest.raises(ValueError, match="unexpected end"):
+        parse_page(b'{"orders": [{"a": 1}')
+    with pytest.raises(ValueError, match="orders"):
+        parse_page(b'{"error": "x"}')
+
+
+def test_retry_after_and_params_description() -> None:
+    assert retry_after_seconds("3") == 3.0
+    assert retry_after_seconds(None) is None
+    assert retry_after_seconds("garbage") is None
+    assert describe_params({"user": W1, "pagination_key": "secret-cursor"}).endswith("<cursor>")
