@@ -1,0 +1,56 @@
+"""A Dome API simulator: a real HTTP server on 127.0.0.1 for ``GET /v1/polymarket/orders``.
+
+It follows /work/shared/dome-api.md (auth, parameters, keyset and offset paging,
+error bodies, newest-first order) and adds switchable faults (faults.py), a rate
+limiter (ratelimit.py), request statistics (stats.py) and an HTTP control plane
+under ``/_sim``. Used by tests, end-to-end pipelines, benchmarks and the no-key demo.
+
+Time, visibility and ``advance``
+--------------------------------
+- The simulator is a real-time API. Its clock is the real wall clock plus an offset
+  (``advance(seconds=...)`` grows the offset; it never shrinks).
+- Every fill has a ``timestamp`` (block time) and is served only once the simulator
+  clock has reached its ``indexed_at`` (default: its timestamp). Fills indexed late
+  are neither served nor in ``truth()`` until then.
+- No fill is ever stamped after the *real* wall clock: the tap ends its walks at its
+  own clock, so ``advance(seconds)`` is about which late fills became visible, not
+  about making future-dated fills.
+- ``advance(seconds=0, new_fills_per_wallet=0, late_fills_per_wallet=0, wallets=None)``:
+  first moves the offset, then, for each wallet (default: all), adds
+  ``new_fills_per_wallet`` fills stamped 0-3 s before the real wall clock (the new head
+  of the history) and ``late_fills_per_wallet`` fills stamped 5-30 minutes ago (inside a
+  2-hour lookback) that are indexed, hence visible, from now on.
+- ``Dataset.standard`` has a ``late`` wallet with 20 fills indexed 30 minutes after the
+  dataset was built: ``advance(seconds=1800)`` reveals them.
+
+Quick use::
+
+    from tap_dome.simulator import DomeSimulator, Dataset
+    with DomeSimulator(seed=7, dataset=Dataset.standard(seed=7, page=50, large=2000)) as sim:
+        url = sim.base_url                    # "http://127.0.0.1:<port>/v1"
+        expected = sim.truth(sim.wallets[3])  # rows plus "order_id"
+
+Command line: ``python -m tap_dome.simulator --help`` (also ``dome-simulator``).
+"""
+
+from __future__ import annotations
+
+from .dataset import Dataset, WalletSpec
+from .faults import FAIL_KINDS, Faults
+from .fill import CTF_EXCHANGE, NEG_RISK_CTF_EXCHANGE, Fill
+from .identity import order_id
+from .ratelimit import TIERS
+from .server import DomeSimulator
+
+__all__ = [
+    "CTF_EXCHANGE",
+    "FAIL_KINDS",
+    "NEG_RISK_CTF_EXCHANGE",
+    "TIERS",
+    "Dataset",
+    "DomeSimulator",
+    "Faults",
+    "Fill",
+    "WalletSpec",
+    "order_id",
+]

@@ -1,0 +1,276 @@
+"""The simulator's state and request dispatch, independent of the HTTP server.
+
+``SimulatorCore`` owns the data (store), the clock, faults and statistics; it maps
+one request (method, path, query, headers, body) to a :class:`Response`. The API
+lives under ``/v1``; the control plane under ``/_sim`` (also ``/v1/_sim``) needs no
+key and is not counted in the statistics.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+
+from .api import serve_orders
+from .clock import SimClock
+from .dataset import Dataset
+from .faults import FaultController, Faults
+from .identity import order_id
+from .ratelimit import parse_rate_limit, retry_after_seconds
+from .responses import Response, error, json_response
+from .stats import RequestStats
+from .store import Store, legacy_row
+
+__all__ = ["ORDERS_PATH", "SimulatorCore"]
+
+ORDERS_PATH = "/v1/polymarket/orders"
+_HTML_502 = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n"
+)
+_NOT_JSON = b'{"orders": [{"token_id": "1", <!-- upstream hiccup --> ]'
+
+
+class SimulatorCore:
+    """Data, clock, faults and stats of one simulator; see the module docstring."""
+
+    def __init__(
+        self,
+        seed: int = 7,
+        api_key: str = "sim-key",
+        dataset: Dataset | None = None,
+        rate_limit: tuple[int, int] | str | None = None,
+        latency: tuple[float, float] = (0.0, 0.0),
+        *,
+        retry_after: int | str | None = "auto",
+    ) -> None:
+        if not api_key:
+            raise ValueError("api_key must not be empty")
+        self.seed = seed
+        self._api_key = api_key
+        self.dataset = dataset if dataset is not None else Dataset.standard(seed)
+        self.clock = SimClock()
+        self.store = Store(self.dataset, self.clock)
+        base = Faults().merged(
+            rate_limit=parse_rate_limit(rate_limit), latency=latency, retry_after=retry_after
+        )
+        self.faults = FaultController(base, seed)
+        self._stats = RequestStats()
+        self._control: dict[tuple[str, str], Callable[[Mapping[str, Any]], Any]] = {
+            ("GET", "health"): lambda _: self.health(),
+            ("GET", "wallets"): lambda _: {"wallets": self.wallets, "roles": self.dataset.roles},
+            ("GET", "truth"): lambda a: self.truth(a.get("wallet") or None),
+            ("GET", "stats"): lambda _: self.stats(),
+            ("POST", "reset_stats"): self._post_reset_stats,
+            ("POST", "advance"): lambda a: self.advance(**a),
+            ("GET", "faults"): lambda _: self.faults.faults.to_json(),
+            ("POST", "faults"): self._post_faults,
+            ("POST", "clear_faults"): lambda _: self.clear_faults(),
+        }
+
+    @property
+    def api_key(self) -> str:
+        """The key clients must send as ``Authorization: Bearer <key>``."""
+        return self._api_key
+
+    def __repr__(self) -> str:  # never show the key
+        return f"{type(self).__name__}(seed={self.seed}, wallets={len(self.wallets)})"
+
+    # ------------------------------------------------------------- public control
+
+    @property
+    def wallets(self) -> list[str]:
+        """Lowercase wallet addresses, dataset order first (stable)."""
+        return self.store.wallets
+
+    @property
+    def roles(self) -> dict[str, str]:
+        """Role name -> wallet for the profile's special wallets (e.g. ``"burst"``)."""
+        return self.dataset.roles
+
+    def truth(self, wallet: str | None = None) -> list[dict[str, Any]]:
+        """Every fill visible now, as the API would serve it, newest first, plus order_id.
+
+        Rows follow the current ``no_log_index`` fault (and so does their order_id).
+        """
+        legacy = self.faults.faults.no_log_index
+        out: list[dict[str, Any]] = []
+        for _, blob in self.store.visible(wallet):
+            row = orjson.loads(blob)
+            if legacy:
+                legacy_row(row)
+            row["order_id"] = order_id(row)
+            out.append(row)
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        """Request counts since the last reset; see stats.py."""
+        return self._stats.snapshot()
+
+    def reset_stats(self) -> None:
+        """Start counting afresh."""
+        self._stats.reset()
+
+    def advance(
+        self,
+        seconds: float = 0.0,
+        new_fills_per_wallet: int = 0,
+        late_fills_per_wallet: int = 0,
+        wallets: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Move simulator time forward and add fills; see the package docstring."""
+        if new_fills_per_wallet < 0 or late_fills_per_wallet < 0:
+            raise ValueError("fill counts must be >= 0")
+        if isinstance(wallets, str):
+            raise ValueError("wallets must be a list of addresses")
+        now = self.clock.advance(float(seconds))
+        became_visible = self.store.promote_due()
+        targets = self.wallets if wallets is None else [w.lower() for w in wallets]
+        new = late = 0
+        for wallet in targets:
+            if new_fills_per_wallet:
+                new += self.store.add_head(wallet, new_fills_per_wallet)
+            if late_fills_per_wallet:
+                late += self.store.add_late(wallet, late_fills_per_wallet)
+        return {
+            "now": now,
+            "offset": self.clock.offset,
+            "new_fills": new,
+            "late_fills": late,
+            "became_visible": became_visible,
+        }
+
+    def set_faults(self, **changes: Any) -> dict[str, Any]:
+        """Change some fault settings (see faults.Faults); returns the full configuration."""
+        return self.faults.configure(**changes).to_json()
+
+    def clear_faults(self) -> dict[str, Any]:
+        """Back to the constructor's rate limit and latency, with no other fault."""
+        return self.faults.clear().to_json()
+
+    def health(self) -> dict[str, Any]:
+        """Liveness plus a summary of the data."""
+        counts = self.store.counts()
+        return {
+            "ok": True,
+            "now": self.clock.now(),
+            "offset": self.clock.offset,
+            "wallets": len(self.wallets),
+            "visible_fills": counts["visible"],
+            "pending_fills": counts["pending"],
+        }
+
+    def _post_reset_stats(self, _: Mapping[str, Any]) -> dict[str, Any]:
+        self.reset_stats()
+        return {"ok": True}
+
+    def _post_faults(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        changes = dict(body)
+        if changes.pop("clear", False):
+            self.faults.clear()
+        return self.set_faults(**changes)
+
+    # ------------------------------------------------------------------ dispatch
+
+    def dispatch(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        authorization: str | None,
+        body: bytes = b"",
+    ) -> tuple[Response, bool]:
+        """Answer one request; the flag says whether it was counted (call ``done()``)."""
+        route = path.rstrip("/") or "/"
+        for prefix in ("/_sim/", "/v1/_sim/"):
+            if route.startswith(prefix):
+                return self._dispatch_control(method, route[len(prefix) :], query, body), False
+        params = parse_qs(query, keep_blank_values=True)
+        user = (params.get("user") or [""])[0].strip().lower()
+        self._stats.arrive(user or None)
+        response = self._dispatch_api(method, route, params, authorization)
+        response.delay += self.faults.latency()
+        self._stats.respond(None if response.drop else response.status, response.rows)
+        return response, True
+
+    def done(self) -> None:
+        """A counted request has been answered (or dropped)."""
+        self._stats.finish()
+
+    def _dispatch_api(
+        self,
+        method: str,
+        route: str,
+        params: Mapping[str, Sequence[str]],
+        authorization: str | None,
+    ) -> Response:
+        if route != ORDERS_PATH:
+            return error(404, "Not Found", "route not found")
+        if method != "GET":
+            return error(405, "Method Not Allowed", f"{method} is not allowed here; use GET")
+        if not self._authorized(authorization):
+            return error(401, "Unauthorized", "Missing or invalid API key")
+        faults = self.faults.faults
+        wait = self.faults.admit()
+        if wait is not None:
+            return self._too_many(faults, wait)
+        kind = self.faults.next_failure()
+        if kind is None:
+            return serve_orders(self.store, faults, params)
+        return self._failure(kind, faults, params)
+
+    def _authorized(self, header: str | None) -> bool:
+        if not header:
+            return False
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(token.strip().encode(), self._api_key.encode())
+
+    @staticmethod
+    def _too_many(faults: Faults, wait: float) -> Response:
+        headers: tuple[tuple[str, str], ...] = ()
+        if faults.retry_after == "auto":
+            headers = (("Retry-After", str(retry_after_seconds(wait))),)
+        elif faults.retry_after is not None:
+            headers = (("Retry-After", str(faults.retry_after)),)
+        return error(429, "Too Many Requests", "Rate limit exceeded", headers=headers)
+
+    def _failure(self, kind: str, faults: Faults, params: Mapping[str, Sequence[str]]) -> Response:
+        if kind == "500_json":
+            return error(500, "Internal Server Error", "simulated failure")
+        if kind == "502_html":
+            return Response(502, _HTML_502, content_type="text/html")
+        if kind == "503":
+            return error(503, "Service Unavailable", "simulated outage")
+        if kind == "429":
+            return self._too_many(faults, 1.0)
+        if kind == "invalid_json":
+            return Response(200, _NOT_JSON)
+        if kind == "drop":
+            return Response(0, drop=True)
+        full = serve_orders(self.store, faults, params, mutate=kind == "timeout")
+        if kind == "timeout":
+            full.delay += faults.timeout_sleep
+            return full
+        # truncated: cut the real page in the middle; Content-Length matches what is sent.
+        return Response(full.status, full.body[: max(1, len(full.body) // 2)])
+
+    def _dispatch_control(self, method: str, name: str, query: str, body: bytes) -> Response:
+        handler = self._control.get((method, name))
+        if handler is None:
+            return error(404, "Not Found", f"no control route {method} /_sim/{name}")
+        try:
+            args: dict[str, Any] = {k: v[0] for k, v in parse_qs(query).items()}
+            if body.strip():
+                payload = orjson.loads(body)
+                if not isinstance(payload, dict):
+                    raise ValueError("the JSON body must be an object")
+                args.update(payload)
+            return json_response(200, handler(args))
+        except (ValueError, TypeError) as exc:
+            return error(400, "Bad Request", str(exc))

@@ -1,0 +1,182 @@
+"""A seeded pool of markets and the orders and fills traded on them.
+
+Kept apart from the dataset layout so that fills made while the simulator runs
+(``advance``, ``insert_on_walk``) come from the same generator as the history.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from dataclasses import dataclass
+
+from .fill import CTF_EXCHANGE, NEG_RISK_CTF_EXCHANGE, Fill
+
+__all__ = ["DRAW", "Market", "MarketPool", "Order", "block_number_at"]
+
+
+class _Draw(enum.Enum):
+    DRAW = "draw"
+
+
+#: Pass as ``taker`` to draw the taker at random (an address, an exchange, or null).
+DRAW = _Draw.DRAW
+
+# (title, slug, outcome labels, neg_risk). Several titles are deliberately non-ASCII.
+_TEMPLATES: tuple[tuple[str, str, tuple[str, str], bool], ...] = (
+    ("Will Bitcoin reach $150,000 by December 31? 🚀", "bitcoin-150k-dec-31", ("Yes", "No"), False),
+    ("Bitcoin Up or Down - 3PM ET?", "btc-up-or-down-3pm-et", ("Up", "Down"), False),
+    ("台湾总统选举 2028：国民党会获胜吗？", "taiwan-election-2028-kmt", ("Yes", "No"), True),  # noqa: RUF001
+    (
+        "Élection présidentielle : Marine Le Pen élue ?",
+        "france-election-le-pen",
+        ("Yes", "No"),
+        True,
+    ),
+    ("東京の7月の最高気温は35°Cを超える？", "tokyo-july-high-35c", ("Yes", "No"), False),  # noqa: RUF001
+    ("Lakers vs. Celtics", "nba-lal-bos-2026-01-15", ("Lakers", "Celtics"), False),
+    ("Fed decision in March: 25 bp cut?", "fed-march-25bp-cut", ("Yes", "No"), True),
+    ("Will ETH flip BTC this cycle? 🦄🔥", "eth-flippening-this-cycle", ("Yes", "No"), False),
+    ("São Paulo FC vence o Brasileirão?", "sao-paulo-brasileirao", ("Yes", "No"), False),
+    ("Ölpreis über 100 $ bis Juni?", "oil-over-100-june", ("Yes", "No"), False),
+    ("Москва: выше 30°C в июле?", "moscow-over-30c-july", ("Yes", "No"), False),
+    ("Who wins Eurovision 2026? 🎤 Sweden", "eurovision-2026-sweden", ("Yes", "No"), True),
+    ("Will it rain in NYC tomorrow?", "nyc-rain-tomorrow", ("Yes", "No"), False),
+    (
+        "Real Madrid vs. FC Barcelona — El Clásico",
+        "laliga-rma-bar",
+        ("Real Madrid", "Barcelona"),
+        False,
+    ),
+    (
+        "Will the S&P 500 close above 7,000 on Friday?",
+        "spx-above-7000-friday",
+        ("Yes", "No"),
+        False,
+    ),
+    ("Solana Up or Down - 12PM ET?", "sol-up-or-down-12pm-et", ("Up", "Down"), False),
+)
+
+# Polygon makes a block about every 2 s; anchor chosen near a real block/time pair.
+_BLOCK_ANCHOR_TS = 1_700_000_000
+_BLOCK_ANCHOR = 50_000_000
+
+
+def block_number_at(ts: int) -> int:
+    """A plausible Polygon block number for a Unix time (monotonic in time)."""
+    return _BLOCK_ANCHOR + (ts - _BLOCK_ANCHOR_TS) // 2
+
+
+def _hex(rng: random.Random, nbytes: int) -> str:
+    return f"0x{rng.getrandbits(8 * nbytes):0{2 * nbytes}x}"
+
+
+@dataclass(frozen=True, slots=True)
+class Market:
+    """One binary market: two outcome tokens (uint256 ids as decimal strings)."""
+
+    title: str
+    slug: str
+    condition_id: str
+    token_ids: tuple[str, str]
+    labels: tuple[str, str]
+    neg_risk: bool
+
+    @property
+    def has_unicode_title(self) -> bool:
+        """True when the title is not plain ASCII (the tap must round-trip it)."""
+        return not self.title.isascii()
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """A CLOB order; several fills may share it (partial fills)."""
+
+    order_hash: str
+    market: Market
+    outcome: int
+    side: str
+    price: float
+
+
+class MarketPool:
+    """The markets of one dataset, plus factories for orders and fills on them."""
+
+    def __init__(self, seed: int) -> None:
+        rng = random.Random(f"dome-sim:{seed}:markets")
+        markets = []
+        for title, slug, labels, neg_risk in _TEMPLATES:
+            token_ids = (str(rng.getrandbits(256)), str(rng.getrandbits(256)))
+            markets.append(Market(title, slug, _hex(rng, 32), token_ids, labels, neg_risk))
+        self.markets: tuple[Market, ...] = tuple(markets)
+        self.unicode_markets = tuple(m for m in self.markets if m.has_unicode_title)
+
+    def new_order(self, rng: random.Random, market: Market | None = None) -> Order:
+        """A fresh order at a 2- or 3-decimal price strictly inside (0, 1)."""
+        market = market or rng.choice(self.markets)
+        decimals = 3 if rng.random() < 0.2 else 2
+        price = round(rng.uniform(0.01, 0.99), decimals)
+        price = min(max(price, 0.001), 0.999)
+        side = "BUY" if rng.random() < 0.6 else "SELL"
+        return Order(_hex(rng, 32), market, rng.randrange(2), side, price)
+
+    def transaction(
+        self,
+        rng: random.Random,
+        user: str,
+        ts: int,
+        orders: list[Order],
+        *,
+        indexed_at: int | None = None,
+        taker: str | _Draw | None = DRAW,
+    ) -> list[Fill]:
+        """The fills of ``user``'s orders settled by one transaction at time ``ts``.
+
+        ``taker=DRAW`` draws the taker at random; pass an address or ``None`` to force it.
+        Fills of the same order in one transaction get distinct share amounts, so
+        even the weak fallback identity (without log_index) keeps them apart.
+        """
+        tx_hash = _hex(rng, 32)
+        block = block_number_at(ts)
+        log_index = rng.randrange(0, 300)
+        seen: set[tuple[str, int]] = set()
+        fills: list[Fill] = []
+        for order in orders:
+            shares = rng.randint(1, 5000) * 10_000
+            while (order.order_hash, shares) in seen:
+                shares += 10_000
+            seen.add((order.order_hash, shares))
+            fill_taker = self._taker(rng, order.market) if isinstance(taker, _Draw) else taker
+            extra = {"fee_rate_bps": rng.choice((0, 0, 10, 25))} if rng.random() < 0.1 else {}
+            fills.append(
+                Fill(
+                    token_id=order.market.token_ids[order.outcome],
+                    token_label=order.market.labels[order.outcome],
+                    side=order.side,
+                    market_slug=order.market.slug,
+                    condition_id=order.market.condition_id,
+                    shares=shares,
+                    price=order.price,
+                    block_number=block,
+                    log_index=log_index,
+                    tx_hash=tx_hash,
+                    title=order.market.title,
+                    timestamp=ts,
+                    order_hash=order.order_hash,
+                    user=user,
+                    taker=fill_taker,
+                    extra=extra,
+                    indexed_at=indexed_at,
+                )
+            )
+            log_index += rng.randint(1, 4)
+        return fills
+
+    @staticmethod
+    def _taker(rng: random.Random, market: Market) -> str | None:
+        roll = rng.random()
+        if roll < 0.05:
+            return None
+        if roll < 0.25:
+            return NEG_RISK_CTF_EXCHANGE if market.neg_risk else CTF_EXCHANGE
+        return _hex(rng, 20)
