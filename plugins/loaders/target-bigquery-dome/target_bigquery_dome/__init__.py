@@ -1,0 +1,1 @@
+"""target-bigquery for tap-dome (see target.py)."""
