@@ -1,0 +1,99 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='order_id',
+        incremental_strategy=dome_incremental_strategy(),
+        partition_by=dome_partition_by_day('filled_date'),
+        cluster_by=dome_cluster_by(['wallet', 'condition_id']),
+        on_schema_change='fail',
+    )
+}}
+
+{#- The columns a fill carries from staging, in order. -#}
+{%- set fill_columns = [
+    'order_id', 'wallet', 'tx_hash', 'log_index', 'block_number', 'order_hash',
+    'user_address', 'taker_address', 'condition_id', 'market_slug', 'market_title',
+    'token_id', 'token_label', 'side', 'shares', 'shares_normalized', 'price',
+    'filled_at_unix', 'filled_at', 'filled_date', 'extracted_at', 'batched_at',
+] -%}
+
+{#- Content columns: the last, deterministic tiebreak between copies loaded at the same time. -#}
+{%- set tiebreak_columns = fill_columns | reject('in', ['order_id', 'extracted_at', 'batched_at']) | list -%}
+
+{%- if is_incremental() -%}
+    {%- set window = dome_incremental_window(ref('stg_dome__orders')) -%}
+{%- endif %}
+
+with
+
+orders as (
+
+    select {{ fill_columns | join(', ') }}
+    from {{ ref('stg_dome__orders') }}
+    {% if is_incremental() -%}
+    -- only raw rows loaded since the last run (less the safety margin)
+    where batched_at >= {{ window.cutoff }}
+        and filled_date in {{ window.touched_days }}
+    {%- endif %}
+
+),
+
+{% if is_incremental() -%}
+
+already_loaded as (
+
+    -- the fills of fct_orders on the days the new rows touch, so that the output holds those
+    -- days complete (insert_overwrite replaces whole day partitions on BigQuery)
+    select {{ fill_columns | join(', ') }}
+    from {{ this }}
+    where filled_date in {{ window.touched_days }}
+
+),
+
+copies as (
+
+    select * from orders
+    union all
+    select * from already_loaded
+
+),
+
+{%- else -%}
+
+copies as (
+
+    select * from orders
+
+),
+
+{%- endif %}
+
+ranked as (
+
+    select
+        *,
+        row_number() over (
+            partition by order_id
+            order by
+                batched_at desc nulls last,
+                extracted_at desc nulls last,
+                {%- for column in tiebreak_columns %}
+                {{ column }} asc nulls last{{ ',' if not loop.last }}
+                {%- endfor %}
+        ) as copy_rank
+    from copies
+
+),
+
+final as (
+
+    select
+        {{ fill_columns | join(',\n        ') }},
+        shares_normalized * price as notional_usdc
+
+    from ranked
+    where copy_rank = 1
+
+)
+
+select * from final
