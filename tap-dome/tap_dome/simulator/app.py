@@ -97,7 +97,7 @@ class SimulatorCore:
 
         Rows follow the current ``no_log_index`` fault (and so does their order_id).
         """
-        legacy = self.faults.faults.no_log_index
+        legacy = self.faults.current.no_log_index
         out: list[dict[str, Any]] = []
         for _, blob in self.store.visible(wallet):
             row = orjson.loads(blob)
@@ -214,7 +214,7 @@ class SimulatorCore:
             return error(405, "Method Not Allowed", f"{method} is not allowed here; use GET")
         if not self._authorized(authorization):
             return error(401, "Unauthorized", "Missing or invalid API key")
-        faults = self.faults.faults
+        faults = self.faults.current
         wait = self.faults.admit()
         if wait is not None:
             return self._too_many(faults, wait)

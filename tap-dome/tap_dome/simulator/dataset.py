@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from .fill import CTF_EXCHANGE, Fill
-from .markets import MarketPool, Order
+from .markets import MarketPool, Order, below
 
 __all__ = ["DAY", "Dataset", "WalletSpec"]
 
@@ -206,7 +206,7 @@ class Dataset:
 
         def pick() -> Order:
             if open_orders and rng.random() < 0.3:
-                return rng.choice(open_orders)
+                return open_orders[below(rng, len(open_orders))]
             order = pool.new_order(rng)
             open_orders.append(order)
             if len(open_orders) > _OPEN_ORDERS:
@@ -227,7 +227,7 @@ class Dataset:
         if normal >= 5:
             # Guaranteed edge cases: one order filled twice in one transaction and again
             # in two later ones, next to another order; a null and an exchange taker.
-            a = pool.new_order(rng, rng.choice(pool.unicode_markets))
+            a = pool.new_order(rng, pool.unicode_markets[below(rng, len(pool.unicode_markets))])
             b = pool.new_order(rng)
             open_orders.extend((a, b))
             groups += [[a, a, b], [a], [a]]
@@ -235,11 +235,12 @@ class Dataset:
         count = sum(len(g) for g in groups)
         while count < normal:
             roll = rng.random()
-            size = 1 if roll < 0.82 else 2 if roll < 0.94 else rng.randint(3, 5)
+            size = 1 if roll < 0.82 else 2 if roll < 0.94 else 3 + below(rng, 3)
             size = min(size, normal - count)
             groups.append(group_of(size))
             count += size
-        times = sorted(rng.randint(start, end) for _ in groups)
+        width = end - start + 1
+        times = sorted(start + below(rng, width) for _ in groups)
         for index, (orders, ts) in enumerate(zip(groups, times, strict=True)):
             if index in forced_takers:
                 fills += pool.transaction(rng, wallet, ts, orders, taker=forced_takers[index])
@@ -249,12 +250,13 @@ class Dataset:
         burst_ts = start + (end - start) // 2
         remaining = spec.burst
         while remaining > 0:
-            size = min(rng.randint(1, 3), remaining)
+            size = min(1 + below(rng, 3), remaining)
             fills += pool.transaction(rng, wallet, burst_ts, group_of(size))
             remaining -= size
 
         indexed_at = self.now + int(spec.late_delay)
         for _ in range(spec.late):
-            ts = rng.randint(max(start, end - 1800), end)
+            first = max(start, end - 1800)
+            ts = first + below(rng, end - first + 1)
             fills += pool.transaction(rng, wallet, ts, [pick()], indexed_at=indexed_at)
         return fills

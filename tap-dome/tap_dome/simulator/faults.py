@@ -180,6 +180,11 @@ class FaultController:
         self._install(base, fail_next=True, fail_every=True, rate=True)
 
     @property
+    def current(self) -> Faults:
+        """The configuration in force (cheap: for the request path)."""
+        return self._faults
+
+    @property
     def faults(self) -> Faults:
         """The current configuration, with ``fail_next`` showing what is left."""
         with self._lock:
