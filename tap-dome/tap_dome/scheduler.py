@@ -5,15 +5,19 @@ leave most of the API tier unused, so worker threads fetch pages of the next win
 the current one is emitted. Every page of one window is fetched in sequence (the cursor
 chains them); different windows, of one wallet or of many, are fetched in parallel.
 
-Memory stays flat: at most `max_open` windows are open at once and each buffers at most
-`buffered_pages` pages. Workers always serve the earliest window in emission order that
-can take a page, so the window the consumer waits on is never starved. The first error
+Memory stays flat: at most `max_open` windows are open at once (plus the one the consumer
+waits on, which is opened even when the others fill every slot) and each buffers at most
+`buffered_pages` pages. Pending windows are opened earliest first in emission order, and
+workers serve the earliest open window that can take a page, so the window the consumer
+waits on is never starved. The first error
 that retrying cannot fix stops every worker and is raised to the consumer.
 """
 
 from __future__ import annotations
 
 import enum
+import heapq
+import itertools
 import logging
 import threading
 from collections import deque
@@ -76,7 +80,9 @@ class FetchScheduler:
         self._max_open = max_concurrency + 2
         self._logger = logger
         self._cond = threading.Condition()
-        self._pending: deque[WindowJob] = deque()
+        self._pending: list[tuple[tuple[int, ...], int, WindowJob]] = []  # a heap
+        self._sequence = itertools.count()
+        self._wanted: WindowJob | None = None
         self._open: list[WindowJob] = []
         self._top: dict[str, list[WindowJob]] = {}
         self._fatal: BaseException | None = None
@@ -85,7 +91,8 @@ class FetchScheduler:
         for index, (wallet, window) in enumerate(plans):
             jobs = [] if window is None else [WindowJob(wallet, window, (index,))]
             self._top[wallet] = jobs
-            self._pending.extend(jobs)
+            for job in jobs:
+                self._push(job)
         self._threads = [
             threading.Thread(target=self._work, name=f"dome-fetch-{i}", daemon=True)
             for i in range(max(1, max_concurrency))
@@ -123,6 +130,9 @@ class FetchScheduler:
                         break
                     if job.state is JobState.SPLIT or job.state is JobState.DONE:
                         break
+                    if job.state is JobState.PENDING and self._wanted is not job:
+                        self._wanted = job
+                        self._cond.notify_all()
                     self._cond.wait(WAIT_SLICE_SECONDS)
                 state = job.state if orders is None else None
                 if state is JobState.DONE:
@@ -140,11 +150,23 @@ class FetchScheduler:
 
     # Worker side
 
+    def _push(self, job: WindowJob) -> None:
+        heapq.heappush(self._pending, (job.order, next(self._sequence), job))
+
+    def _activate(self, job: WindowJob) -> None:
+        job.state = JobState.ACTIVE
+        self._open.append(job)
+
     def _next_job(self) -> WindowJob | None:
-        while len(self._open) < self._max_open and self._pending:
-            job = self._pending.popleft()
-            job.state = JobState.ACTIVE
-            self._open.append(job)
+        wanted = self._wanted
+        if wanted is not None and wanted.state is JobState.PENDING:
+            self._activate(wanted)  # its heap entry is skipped when it comes up
+        while self._pending and (
+            len(self._open) < self._max_open or self._pending[0][2].state is not JobState.PENDING
+        ):
+            job = heapq.heappop(self._pending)[2]
+            if job.state is JobState.PENDING:
+                self._activate(job)
         ready = [
             job
             for job in self._open
@@ -209,13 +231,14 @@ class FetchScheduler:
             job.state = JobState.DONE
 
     def _split(self, job: WindowJob, windows: list[Window]) -> None:
-        """Replace `job` by its slices; they come before every job not yet started."""
+        """Replace `job` by its slices, queued by their place in emission order."""
         job.children = [
             WindowJob(job.wallet, window, (*job.order, i)) for i, window in enumerate(windows)
         ]
         job.state = JobState.SPLIT
         self._open.remove(job)
-        self._pending.extendleft(reversed(job.children))
+        for child in job.children:
+            self._push(child)
         self._logger.debug(
             "Wallet %s: window [%d, %d] holds too many fills; reading it as %d slices",
             job.wallet,

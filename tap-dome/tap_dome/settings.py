@@ -29,6 +29,11 @@ DEFAULT_LOOKBACK_SECONDS = 7200
 MAX_INVALID_SHOWN = 50
 
 
+def config_error(message: str) -> ConfigValidationError:
+    """A ConfigValidationError whose message the SDK's CLI prints as it is."""
+    return ConfigValidationError(message, errors=[message])
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """The resolved numbers a run works with."""
@@ -56,7 +61,7 @@ def load_wallets(config: Mapping[str, Any]) -> tuple[str, ...]:
     entries: list[tuple[str, str]] = []  # (where, raw value)
     raw_list = config.get("wallets") or []
     if isinstance(raw_list, str):
-        raise ConfigValidationError(
+        raise config_error(
             "Setting `wallets` must be a list of addresses (as an environment variable: "
             'a JSON array like ["0xabc..."]), got a plain string.',
         )
@@ -69,7 +74,7 @@ def load_wallets(config: Mapping[str, Any]) -> tuple[str, ...]:
         shown = "; ".join(f"{where}: {value!r}" for where, value in invalid[:MAX_INVALID_SHOWN])
         more = len(invalid) - MAX_INVALID_SHOWN
         suffix = f"; and {more} more" if more > 0 else ""
-        raise ConfigValidationError(
+        raise config_error(
             f"{len(invalid)} invalid wallet address(es) in `wallets`/`wallets_file` "
             f"(expected 0x followed by 40 hex digits): {shown}{suffix}",
         )
@@ -80,7 +85,7 @@ def _read_wallets_file(path: Path) -> Iterable[tuple[str, str]]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigValidationError(
+        raise config_error(
             f"Setting `wallets_file`: cannot read {str(path)!r}: {exc.strerror or exc}",
         ) from exc
     for number, line in enumerate(text.splitlines(), start=1):
@@ -92,14 +97,14 @@ def _read_wallets_file(path: Path) -> Iterable[tuple[str, str]]:
 def parse_time(value: Any, setting: str) -> int:
     """An ISO 8601 date or date-time (or Unix seconds) as Unix seconds, UTC if no zone."""
     if isinstance(value, bool):
-        raise ConfigValidationError(f"Setting `{setting}`: not a date: {value!r}")
+        raise config_error(f"Setting `{setting}`: not a date: {value!r}")
     if isinstance(value, int | float):
         return int(value)
     text = str(value).strip()
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError as exc:
-        raise ConfigValidationError(
+        raise config_error(
             f"Setting `{setting}`: {text!r} is not an ISO 8601 date (e.g. 2024-01-31T00:00:00Z)",
         ) from exc
     if parsed.tzinfo is None:
@@ -114,9 +119,9 @@ def _positive(config: Mapping[str, Any], name: str, default: float) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError) as exc:
-        raise ConfigValidationError(f"Setting `{name}` must be a number, got {value!r}") from exc
+        raise config_error(f"Setting `{name}` must be a number, got {value!r}") from exc
     if number <= 0:
-        raise ConfigValidationError(f"Setting `{name}` must be greater than 0, got {value!r}")
+        raise config_error(f"Setting `{name}` must be greater than 0, got {value!r}")
     return number
 
 
@@ -125,25 +130,25 @@ def resolve(config: Mapping[str, Any], now: float | None = None) -> RunSettings:
     wallets = load_wallets(config)
     tier_name = config.get("api_tier")
     if tier_name is not None and str(tier_name).lower() not in TIERS:
-        raise ConfigValidationError(
+        raise config_error(
             f"Setting `api_tier` must be one of {', '.join(TIERS)}, got {tier_name!r}",
         )
     tier = TIERS[str(tier_name).lower()] if tier_name else TIERS["free"]
     page_size = int(_positive(config, "page_size", 1000))
     if not 1 <= page_size <= 1000:
-        raise ConfigValidationError(f"Setting `page_size` must be 1..1000, got {page_size}")
+        raise config_error(f"Setting `page_size` must be 1..1000, got {page_size}")
     start = parse_time(config.get("start_date") or DEFAULT_START_DATE, "start_date")
     now_s = int(time.time() if now is None else now)
     end_setting = config.get("end_date")
     end = min(parse_time(end_setting, "end_date"), now_s) if end_setting else now_s
     if start >= end:
-        raise ConfigValidationError(
+        raise config_error(
             f"Setting `start_date` ({start}) must be before `end_date`/now ({end})",
         )
     lookback = config.get("lookback")
     lookback_s = DEFAULT_LOOKBACK_SECONDS if lookback is None else int(lookback)
     if lookback_s < 0:
-        raise ConfigValidationError(f"Setting `lookback` must be >= 0 seconds, got {lookback}")
+        raise config_error(f"Setting `lookback` must be >= 0 seconds, got {lookback}")
     return RunSettings(
         wallets=wallets,
         start_time=start,

@@ -5,10 +5,11 @@ from __future__ import annotations
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.exceptions import ConfigValidationError
 from typing_extensions import override
 
 from tap_dome.client import DEFAULT_API_URL
-from tap_dome.settings import DEFAULT_LOOKBACK_SECONDS, DEFAULT_START_DATE
+from tap_dome.settings import DEFAULT_LOOKBACK_SECONDS, DEFAULT_START_DATE, resolve
 from tap_dome.streams import OrdersStream
 
 
@@ -136,6 +137,19 @@ class TapDome(Tap):
     @override
     def discover_streams(self) -> list[Stream]:
         return [OrdersStream(self)]
+
+    @override
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """The schema checks, then ours (wallets, dates, tier): all before any request."""
+        errors = super()._validate_config(raise_errors=raise_errors)
+        if not errors:
+            try:
+                resolve(self.config)
+            except ConfigValidationError as exc:
+                if raise_errors:
+                    raise
+                errors.extend(exc.errors)
+        return errors
 
 
 if __name__ == "__main__":
