@@ -23,6 +23,15 @@ Time, visibility and ``advance``
 - ``Dataset.standard`` has a ``late`` wallet with 20 fills indexed 30 minutes after the
   dataset was built: ``advance(seconds=1800)`` reveals them.
 
+Control over HTTP (no key, not counted in stats), also under ``/v1/_sim``
+-----------------------------------------------------------------------
+``GET /_sim/health``, ``GET /_sim/wallets`` (``{"wallets", "roles"}``),
+``GET /_sim/truth[?wallet=]`` (the list ``truth()`` returns), ``GET /_sim/stats``
+(``by_status`` keys become strings in JSON), ``POST /_sim/reset_stats``,
+``POST /_sim/advance`` (JSON body: the ``advance`` arguments), ``GET /_sim/faults``,
+``POST /_sim/faults`` (JSON body: ``set_faults`` arguments, plus ``"clear": true`` to
+clear first), ``POST /_sim/clear_faults``. Bad arguments give 400 ``{"error", "message"}``.
+
 Quick use::
 
     from tap_dome.simulator import DomeSimulator, Dataset

@@ -123,6 +123,10 @@ class SimulatorCore:
         wallets: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         """Move simulator time forward and add fills; see the package docstring."""
+        new_fills_per_wallet, late_fills_per_wallet = (
+            int(new_fills_per_wallet),
+            int(late_fills_per_wallet),
+        )
         if new_fills_per_wallet < 0 or late_fills_per_wallet < 0:
             raise ValueError("fill counts must be >= 0")
         if isinstance(wallets, str):
