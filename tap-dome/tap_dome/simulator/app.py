@@ -196,7 +196,10 @@ class SimulatorCore:
         params = parse_qs(query, keep_blank_values=True)
         user = (params.get("user") or [""])[0].strip().lower()
         self._stats.arrive(user or None)
-        response = self._dispatch_api(method, route, params, authorization)
+        try:
+            response = self._dispatch_api(method, route, params, authorization)
+        except Exception as exc:  # a simulator bug must surface as a 500, not a hang
+            response = error(500, "Internal Server Error", f"simulator error: {exc!r}")
         response.delay += self.faults.latency()
         self._stats.respond(None if response.drop else response.status, response.rows)
         return response, True
@@ -278,3 +281,5 @@ class SimulatorCore:
             return json_response(200, handler(args))
         except (ValueError, TypeError) as exc:
             return error(400, "Bad Request", str(exc))
+        except Exception as exc:  # report, don't drop the connection
+            return error(500, "Internal Server Error", f"simulator error: {exc!r}")
