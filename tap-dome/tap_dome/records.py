@@ -48,9 +48,14 @@ def _describe(fill: dict[str, Any]) -> str:
 
 
 class RecordBuilder:
-    """Completes API fills into records in place; caches the last formatted second."""
+    """Completes API fills into records in place; caches the last formatted second.
 
-    def __init__(self) -> None:
+    Fields the schema does not name are moved into `extra_fields`, so a field Dome adds
+    later is kept (and loaded) instead of being dropped or breaking the catalog.
+    """
+
+    def __init__(self, known_fields: frozenset[str] = frozenset()) -> None:
+        self._known = known_fields
         self._last_ts: int | None = None
         self._last_iso = ""
 
@@ -86,4 +91,7 @@ class RecordBuilder:
         fill["order_id"] = order_id(fill)
         fill["wallet"] = wallet
         fill["filled_at"] = self.iso(ts)
+        if self._known and not fill.keys() <= self._known:
+            extra = {k: fill.pop(k) for k in list(fill) if k not in self._known}
+            fill["extra_fields"] = extra
         return fill

@@ -55,7 +55,7 @@ class OrdersStream(DomeStream):
         self._remaining: list[str] = []
         self._progress: Progress | None = None
         self._wallet_states: dict[str, dict[str, Any]] = {}
-        self._builder = RecordBuilder()
+        self._builder = RecordBuilder(frozenset(self.schema["properties"]))
         self._last_state_at = 0.0
         self._fills_since_state = 0
 

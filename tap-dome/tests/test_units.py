@@ -19,6 +19,7 @@ from tap_dome.records import RecordBuilder, order_id
 from tap_dome.settings import load_wallets, parse_time, resolve
 from tap_dome.windows import Window, estimate_fills, split
 
+SCHEMAS = Path(__file__).parents[1] / "tap_dome" / "schemas"
 W1 = "0x" + "ab" * 20
 W2 = "0x" + "cd" * 20
 
@@ -44,9 +45,10 @@ def test_record_builder_types_and_time() -> None:
         "token_id": 10**70,
         "shares": "5000000",
         "price": "0.25",
-        "extra_field": 1,
+        "fee_rate_bps": 1,
     }
-    record = RecordBuilder().build(fill, W1)
+    known = frozenset(json.loads((SCHEMAS / "orders.json").read_text())["properties"])
+    record = RecordBuilder(known).build(fill, W1)
     assert record["order_id"] == "0xaa:3"
     assert record["timestamp"] == 1700000000
     assert record["filled_at"] == "2023-11-14T22:13:20Z"
@@ -54,7 +56,7 @@ def test_record_builder_types_and_time() -> None:
     assert record["shares"] == 5000000
     assert record["price"] == 0.25
     assert record["wallet"] == W1
-    assert record["extra_field"] == 1
+    assert record["extra_fields"] == {"fee_rate_bps": 1}
 
 
 def test_wallets_validated_normalised_and_deduplicated(tmp_path: Path) -> None:

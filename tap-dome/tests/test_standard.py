@@ -1,0 +1,28 @@
+"""singer-sdk's standard tap tests, against a simulator started for this module."""
+
+from __future__ import annotations
+
+import atexit
+
+from singer_sdk.testing import SuiteConfig, get_tap_test_class
+
+from tap_dome.simulator import Dataset, DomeSimulator
+from tap_dome.tap import TapDome
+
+_SIM = DomeSimulator(dataset=Dataset.custom([120, 40, 0, 1], seed=17), api_key="standard-key")
+_SIM.start()
+atexit.register(_SIM.stop)
+
+TestTapDome = get_tap_test_class(
+    tap_class=TapDome,
+    config={
+        "api_key": "standard-key",
+        "api_url": _SIM.base_url,
+        "wallets": _SIM.wallets,
+        "start_date": "2020-01-01T00:00:00Z",
+        "page_size": 50,
+        "requests_per_second": 1000,
+        "requests_per_10_seconds": 10000,
+    },
+    suite_config=SuiteConfig(),
+)
