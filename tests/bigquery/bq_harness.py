@@ -233,11 +233,10 @@ class Stack:
         return json.loads(raw) if raw else None
 
     def create_bucket(self, name: str, location: str | None = None) -> None:
-        self.gcs_request(
-            "POST",
-            f"/b?project={self.project}",
-            {"name": name, "location": location or self.location},
-        )
+        loc = location or self.location
+        self.gcs_request("POST", f"/b?project={self.project}", {"name": name, "location": loc})
+        # The emulator ignores the location on insert (always "US"); PATCH sets it.
+        self.gcs_request("PATCH", f"/b/{name}", {"location": loc})
 
     def delete_bucket(self, name: str) -> None:
         for obj in self.list_objects(name):
@@ -401,7 +400,7 @@ def start_stack(run_dir: Path) -> Stack:
         bq_log = open(run_dir / "bqemulator.log", "wb")  # noqa: SIM115
         stack.procs.append(
             subprocess.Popen(
-                [str(emu / "bin" / "bqemulator"), "start"]
+                [str(py), str(HERE / "bqemulator_launcher.py"), "start"]
                 + ["--rest-host", "127.0.0.1", "--rest-port", str(stack.bq_port)]
                 + ["--grpc-host", "127.0.0.1", "--grpc-port", str(free_port())]
                 + ["--project", PROJECT, "--log-level", "warning", "--ephemeral"],
@@ -443,6 +442,10 @@ def main(argv: list[str]) -> int:
     if argv[:1] != ["up"]:
         print(__doc__)
         return 2
+    def _stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
     with running_stack(CACHE / "manual-run") as stack:
         for k, v in stack.env().items():
             print(f"export {k}={v}")
