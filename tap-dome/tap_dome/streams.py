@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from functools import cached_property
 from typing import Any
 
 from singer_sdk import SchemaDirectory, StreamSchema
+from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.helpers.types import Context
+from singer_sdk.singerlib import RecordMessage
 from typing_extensions import override
 
 from tap_dome import schemas
@@ -58,6 +60,7 @@ class OrdersStream(DomeStream):
         self._builder = RecordBuilder(frozenset(self.schema["properties"]))
         self._last_state_at = 0.0
         self._fills_since_state = 0
+        self._extracted_at = utc_now()
 
     @cached_property
     def settings(self) -> RunSettings:
@@ -82,6 +85,7 @@ class OrdersStream(DomeStream):
                 if isinstance(item, Window):
                     self._window_done(wallet, item)
                     continue
+                self._extracted_at = utc_now()
                 for fill in item:
                     yield build(fill, wallet)
                 self._fills_since_state += len(item)
@@ -94,6 +98,33 @@ class OrdersStream(DomeStream):
             progress.wallets_done += 1
         if not self._remaining:
             self._shutdown()
+
+    @override
+    def _generate_record_messages(
+        self, record: dict[str, Any]
+    ) -> Generator[RecordMessage, None, None]:
+        """As the SDK's, minus the per-record selection walk when every field is selected.
+
+        The walk costs about a tenth of the CPU per record and removes nothing then; with a
+        field deselected in the catalog, the SDK's own path runs.
+        """
+        if not self._every_field_selected:
+            yield from super()._generate_record_messages(record)
+            return
+        for stream_map in self.stream_maps:
+            mapped = stream_map.transform(record)
+            if mapped is not None:
+                yield RecordMessage(
+                    stream=stream_map.stream_alias,
+                    record=mapped,
+                    version=self._stream_version,
+                    time_extracted=self._extracted_at,
+                )
+
+    @cached_property
+    def _every_field_selected(self) -> bool:
+        mask = self.mask
+        return all(mask[("properties", name)] for name in self.schema["properties"])
 
     @override
     def _increment_stream_state(self, latest_record: Any, *, context: Any = None) -> None:

@@ -236,3 +236,49 @@ def test_state_is_written_per_window_and_never_runs_ahead(
             assert covered <= emitted
     assert len(set(seen_marks)) >= 5, "the bookmark should advance window by window"
     assert seen_marks == sorted(seen_marks)
+
+
+def test_deselected_fields_are_dropped(tmp_path: Path, simulator_factory: Any) -> None:
+    """Guards the fast path that skips the SDK's per-record selection walk."""
+    import json
+    import subprocess
+
+    from conftest import TAP, _env
+
+    sim = simulator_factory(Dataset.custom([60], seed=6))
+    config = tap_config(sim, page_size=PAGE)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    discovered = subprocess.run(
+        [*TAP, "--config", str(tmp_path / "config.json"), "--discover"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_env(),
+    )
+    catalog = json.loads(discovered.stdout)
+    for entry in catalog["streams"][0]["metadata"]:
+        if entry["breadcrumb"] == ["properties", "title"]:
+            entry["metadata"]["selected"] = False
+        if entry["breadcrumb"] == []:
+            entry["metadata"]["selected"] = True
+    (tmp_path / "catalog.json").write_text(json.dumps(catalog))
+    done = subprocess.run(
+        [
+            *TAP,
+            "--config",
+            str(tmp_path / "config.json"),
+            "--catalog",
+            str(tmp_path / "catalog.json"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=_env(),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = [
+        json.loads(line)["record"] for line in done.stdout.splitlines() if '"RECORD"' in line
+    ]
+    assert {r["order_id"] for r in records} == truth_ids(sim)
+    assert all("title" not in r for r in records)
+    assert all("market_slug" in r for r in records)
