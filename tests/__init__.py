@@ -1,0 +1,1 @@
+"""Project-level tests (end to end); a package so its conftest is `tests.conftest`, not `conftest`."""
