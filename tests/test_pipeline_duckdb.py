@@ -120,12 +120,16 @@ def test_kill_mid_extract_then_rerun(make_pipeline) -> None:
 
     loaded = set(pipe.raw_ids())
     assert len(loaded) < total, "everything was loaded before the kill"
+    saved = {w: v for w, v in bookmarks(pipe.state()).items() if v is not None}
+    assert saved, "no bookmark was saved before the kill (nothing to resume from)"
 
     # Meltano refuses a second run of the same state id for a while after a kill: --force.
     pipe.sim.reset_stats()
     pipe.run("--force")
     pipe.assert_exact()
     assert set(pipe.raw_ids()) >= loaded
+    # It resumed from the saved bookmarks rather than reading everything again.
+    assert pipe.sim.stats()["rows_served"] < total, pipe.sim.stats()
 
 
 def test_added_wallet_is_backfilled_alone(make_pipeline) -> None:
