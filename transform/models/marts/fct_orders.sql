@@ -18,7 +18,10 @@
 ] -%}
 
 {#- Content columns: the last, deterministic tiebreak between copies loaded at the same time. -#}
-{%- set tiebreak_columns = fill_columns | reject('in', ['order_id', 'extracted_at', 'batched_at']) | list -%}
+{%- set tiebreak_order = [] -%}
+{%- for column in fill_columns if column not in ['order_id', 'extracted_at', 'batched_at'] -%}
+    {%- do tiebreak_order.append(column ~ ' asc nulls last') -%}
+{%- endfor -%}
 
 {%- if is_incremental() -%}
     {%- set window = dome_incremental_window(ref('stg_dome__orders')) -%}
@@ -28,25 +31,29 @@ with
 
 orders as (
 
+    -- incremental: only raw rows loaded since the last run (less the safety margin)
     select {{ fill_columns | join(', ') }}
     from {{ ref('stg_dome__orders') }}
     {% if is_incremental() -%}
-    -- only raw rows loaded since the last run (less the safety margin)
-    where batched_at >= {{ window.cutoff }}
-        and filled_date in {{ window.touched_days }}
+        where
+            batched_at >= {{ window.cutoff }}
+            and filled_date in {{ window.touched_days }}
     {%- endif %}
 
 ),
 
-{% if is_incremental() -%}
-
 already_loaded as (
 
-    -- the fills of fct_orders on the days the new rows touch, so that the output holds those
-    -- days complete (insert_overwrite replaces whole day partitions on BigQuery)
-    select {{ fill_columns | join(', ') }}
-    from {{ this }}
-    where filled_date in {{ window.touched_days }}
+    -- incremental: the fills already here on the days the new rows touch, so that the output
+    -- holds those days complete (insert_overwrite replaces whole day partitions on BigQuery)
+    {% if is_incremental() -%}
+        select {{ fill_columns | join(', ') }}
+        from {{ this }}
+        where filled_date in {{ window.touched_days }}
+    {%- else -%}
+        select * from orders
+        where false
+    {%- endif %}
 
 ),
 
@@ -58,16 +65,6 @@ copies as (
 
 ),
 
-{%- else -%}
-
-copies as (
-
-    select * from orders
-
-),
-
-{%- endif %}
-
 ranked as (
 
     select
@@ -77,9 +74,7 @@ ranked as (
             order by
                 batched_at desc nulls last,
                 extracted_at desc nulls last,
-                {%- for column in tiebreak_columns %}
-                {{ column }} asc nulls last{{ ',' if not loop.last }}
-                {%- endfor %}
+                {{ tiebreak_order | join(', ') }}
         ) as copy_rank
     from copies
 
