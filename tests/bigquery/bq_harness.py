@@ -43,6 +43,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 CACHE = Path(os.environ.get("BQ_HARNESS_CACHE", REPO / ".cache" / "bq-harness"))
 EMULATOR_REQUIREMENTS = HERE / "requirements-emulators.txt"
+LAUNCHER = (
+    HERE / "emulator_launcher.py"
+)  # exits with this process; patches two emulator gaps
 PYTHON = os.environ.get("BQ_HARNESS_PYTHON", "python3.11")
 DUCKDB_VERSION = "v1.5.5"  # must match the duckdb pin in requirements-emulators.txt
 
@@ -69,7 +72,11 @@ def ensure_venv(name: str, requirements: Path) -> Path:
     venv = CACHE / name
     stamp = venv / ".harness-stamp"
     want = hashlib.sha256(requirements.read_bytes()).hexdigest()
-    if stamp.exists() and stamp.read_text() == want and (venv / "bin" / "python").exists():
+    if (
+        stamp.exists()
+        and stamp.read_text() == want
+        and (venv / "bin" / "python").exists()
+    ):
         return venv
     t0 = time.monotonic()
     log(f"installing {requirements.name} into {venv} (once; reused afterwards)")
@@ -86,7 +93,8 @@ def ensure_venv(name: str, requirements: Path) -> Path:
     else:
         subprocess.run([PYTHON, "-m", "venv", str(venv)], check=True)
         subprocess.run(
-            [str(venv / "bin" / "pip"), "install", "-q", "-r", str(requirements)], check=True
+            [str(venv / "bin" / "pip"), "install", "-q", "-r", str(requirements)],
+            check=True,
         )
     stamp.write_text(want)
     log(f"installed {name} in {time.monotonic() - t0:.1f}s")
@@ -102,7 +110,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_http(
+    url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -132,7 +142,11 @@ class _TokenHandler(http.server.BaseHTTPRequestHandler):
         self.rfile.read(length)
         type(self).calls += 1
         body = json.dumps(
-            {"access_token": "offline-test-token", "expires_in": 3600, "token_type": "Bearer"}
+            {
+                "access_token": "offline-test-token",
+                "expires_in": 3600,
+                "token_type": "Bearer",
+            }
         ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -140,7 +154,7 @@ class _TokenHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -155,7 +169,9 @@ pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.
                         serialization.NoEncryption()).decode()
 print(json.dumps({"pem": pem}))
 """
-    out = subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [str(python), "-c", code], check=True, capture_output=True, text=True
+    )
     pem = json.loads(out.stdout)["pem"]
     info = {
         "type": "service_account",
@@ -234,7 +250,9 @@ class Stack:
 
     def create_bucket(self, name: str, location: str | None = None) -> None:
         loc = location or self.location
-        self.gcs_request("POST", f"/b?project={self.project}", {"name": name, "location": loc})
+        self.gcs_request(
+            "POST", f"/b?project={self.project}", {"name": name, "location": loc}
+        )
         # The emulator ignores the location on insert (always "US"); PATCH sets it.
         self.gcs_request("PATCH", f"/b/{name}", {"location": loc})
 
@@ -263,13 +281,17 @@ class Stack:
             with urllib.request.urlopen(req, timeout=120) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
-            raise RuntimeError(f"{method} {path}: {exc.code} {exc.read()[:2000]!r}") from exc
+            raise RuntimeError(
+                f"{method} {path}: {exc.code} {exc.read()[:2000]!r}"
+            ) from exc
         return json.loads(raw) if raw else None
 
     def query(self, sql: str) -> list[dict[str, Any]]:
         """Run a standard-SQL query; rows as dicts with values converted by column type."""
         res = self.bq_request(
-            "POST", "/queries", {"query": sql, "useLegacySql": False, "timeoutMs": 120000}
+            "POST",
+            "/queries",
+            {"query": sql, "useLegacySql": False, "timeoutMs": 120000},
         )
         job_ref = res.get("jobReference", {})
         rows = list(res.get("rows", []))
@@ -285,13 +307,19 @@ class Stack:
                 time.sleep(0.2)
         fields = (schema or {}).get("fields", [])
         return [
-            {f["name"]: _convert(f, cell.get("v")) for f, cell in zip(fields, r["f"], strict=True)}
+            {
+                f["name"]: _convert(f, cell.get("v"))
+                for f, cell in zip(fields, r["f"], strict=True)
+            }
             for r in rows
         ]
 
+    def table(self, dataset: str, table: str) -> dict[str, Any]:
+        return dict(self.bq_request("GET", f"/datasets/{dataset}/tables/{table}"))
+
     def table_columns(self, dataset: str, table: str) -> dict[str, str]:
-        meta = self.bq_request("GET", f"/datasets/{dataset}/tables/{table}")
-        return {f["name"]: f["type"] for f in meta["schema"]["fields"]}
+        meta = self.table(dataset, table)
+        return {f["name"]: f["type"].upper() for f in meta["schema"]["fields"]}
 
     def table_exists(self, dataset: str, table: str) -> bool:
         try:
@@ -339,8 +367,11 @@ def _convert(fld: dict[str, Any], value: Any) -> Any:
         return float(value)
     if typ in ("BOOLEAN", "BOOL"):
         return value in (True, "true", "True")
-    if typ == "TIMESTAMP":
-        return float(value)  # seconds since epoch
+    if (
+        typ == "TIMESTAMP"
+    ):  # seconds since the epoch (bqemulator answers in microseconds)
+        seconds = float(value)
+        return seconds / 1e6 if abs(seconds) > 1e11 else seconds
     return value
 
 
@@ -356,7 +387,9 @@ def start_stack(run_dir: Path) -> Stack:
     ext_dir.mkdir(parents=True)
     site = next((emu / "lib").glob("python3*/site-packages"))
     spatial = site / "duckdb_extension_spatial" / "extensions" / DUCKDB_VERSION
-    shutil.copy(spatial / "spatial.duckdb_extension", ext_dir / "spatial.duckdb_extension")
+    shutil.copy(
+        spatial / "spatial.duckdb_extension", ext_dir / "spatial.duckdb_extension"
+    )
     tmp = run_dir / "tmp"
     tmp.mkdir()
     gcs_base = run_dir / "gcs"
@@ -365,7 +398,9 @@ def start_stack(run_dir: Path) -> Stack:
 
     # Token endpoint (in this process).
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TokenHandler)
-    threading.Thread(target=server.serve_forever, name="token-endpoint", daemon=True).start()
+    threading.Thread(
+        target=server.serve_forever, name="token-endpoint", daemon=True
+    ).start()
     token_port = int(server.server_address[1])
 
     stack = Stack(
@@ -388,7 +423,7 @@ def start_stack(run_dir: Path) -> Stack:
         gcs_log = open(run_dir / "gcs.log", "wb")  # noqa: SIM115
         stack.procs.append(
             subprocess.Popen(
-                [str(emu / "bin" / "gcp-storage-emulator"), "start"]
+                [str(py), str(LAUNCHER), str(os.getpid()), "gcs", "start"]
                 + ["--host", "127.0.0.1", "--port", str(stack.gcs_port), "-q"],
                 env={**base_env, "STORAGE_BASE": str(gcs_base), "STORAGE_DIR": "data"},
                 cwd=run_dir,
@@ -400,7 +435,7 @@ def start_stack(run_dir: Path) -> Stack:
         bq_log = open(run_dir / "bqemulator.log", "wb")  # noqa: SIM115
         stack.procs.append(
             subprocess.Popen(
-                [str(py), str(HERE / "bqemulator_launcher.py"), "start"]
+                [str(py), str(LAUNCHER), str(os.getpid()), "bqemulator", "start"]
                 + ["--rest-host", "127.0.0.1", "--rest-port", str(stack.bq_port)]
                 + ["--grpc-host", "127.0.0.1", "--grpc-port", str(free_port())]
                 + ["--project", PROJECT, "--log-level", "warning", "--ephemeral"],
@@ -442,6 +477,7 @@ def main(argv: list[str]) -> int:
     if argv[:1] != ["up"]:
         print(__doc__)
         return 2
+
     def _stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
@@ -449,7 +485,10 @@ def main(argv: list[str]) -> int:
     with running_stack(CACHE / "manual-run") as stack:
         for k, v in stack.env().items():
             print(f"export {k}={v}")
-        print(f"# credentials: {stack.credentials}; GCS data: {stack.gcs_data}", flush=True)
+        print(
+            f"# credentials: {stack.credentials}; GCS data: {stack.gcs_data}",
+            flush=True,
+        )
         with contextlib.suppress(KeyboardInterrupt):
             while all(p.poll() is None for p in stack.procs):
                 time.sleep(1)
