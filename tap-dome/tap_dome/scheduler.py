@@ -5,11 +5,11 @@ leave most of the API tier unused, so worker threads fetch pages of the next win
 the current one is emitted. Every page of one window is fetched in sequence (the cursor
 chains them); different windows, of one wallet or of many, are fetched in parallel.
 
-Memory stays flat: at most `max_open` windows are open at once (plus the one the consumer
-waits on, which is opened even when the others fill every slot) and each buffers at most
-`buffered_pages` pages. Pending windows are opened earliest first in emission order, and
-workers serve the earliest open window that can take a page, so the window the consumer
-waits on is never starved. The first error
+Memory stays flat: all windows together hold at most `page_budget` pages, buffered or in
+flight (default three per worker). Pending windows are opened earliest first in emission
+order and workers serve the earliest open window, so pages near the consumer come first.
+The window the consumer waits on may always fetch, even with the budget spent on later
+windows, so it is never starved and nothing deadlocks. The first error
 that retrying cannot fix stops every worker and is raised to the consumer.
 """
 
@@ -71,18 +71,20 @@ class FetchScheduler:
         max_concurrency: int,
         max_window_fills: int,
         logger: logging.Logger,
-        buffered_pages: int = 2,
+        page_budget: int | None = None,
     ) -> None:
         self._fetcher = fetcher
         self._page_size = page_size
         self._max_window_fills = max_window_fills
-        self._buffered_pages = buffered_pages
-        self._max_open = max_concurrency + 2
+        self._page_budget = page_budget or max(4, 3 * max_concurrency)
+        self._max_open = 4 * max(1, max_concurrency)
+        self._pages_held = 0  # buffered in jobs plus requests in flight
         self._logger = logger
         self._cond = threading.Condition()
         self._pending: list[tuple[tuple[int, ...], int, WindowJob]] = []  # a heap
         self._sequence = itertools.count()
         self._wanted: WindowJob | None = None
+        self._current: WindowJob | None = None
         self._open: list[WindowJob] = []
         self._top: dict[str, list[WindowJob]] = {}
         self._fatal: BaseException | None = None
@@ -118,6 +120,7 @@ class FetchScheduler:
             yield from self._drain(job)
 
     def _drain(self, job: WindowJob) -> Iterator[list[dict[str, Any]] | Window]:
+        self._current = job
         while True:
             orders: list[dict[str, Any]] | None = None
             with self._cond:
@@ -126,6 +129,7 @@ class FetchScheduler:
                         raise self._fatal
                     if job.pages:
                         orders = job.pages.popleft()
+                        self._pages_held -= 1
                         self._cond.notify_all()
                         break
                     if job.state is JobState.SPLIT or job.state is JobState.DONE:
@@ -167,14 +171,13 @@ class FetchScheduler:
             job = heapq.heappop(self._pending)[2]
             if job.state is JobState.PENDING:
                 self._activate(job)
-        ready = [
-            job
-            for job in self._open
-            if job.state is JobState.ACTIVE
-            and not job.in_flight
-            and len(job.pages) < self._buffered_pages
-        ]
-        return min(ready, key=lambda job: job.order) if ready else None
+        ready = [job for job in self._open if job.state is JobState.ACTIVE and not job.in_flight]
+        if not ready:
+            return None
+        job = min(ready, key=lambda job: job.order)
+        if self._pages_held >= self._page_budget and job is not self._current:
+            return None
+        return job
 
     def _params(self, job: WindowJob) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -200,6 +203,7 @@ class FetchScheduler:
                 if job is None:
                     return
                 job.in_flight = True
+                self._pages_held += 1
                 params = self._params(job)
             try:
                 response = self._fetcher.fetch(params)
@@ -221,12 +225,15 @@ class FetchScheduler:
             estimate = estimate_fills(job.window, page) if page.has_more else len(page.orders)
             children = split(job.window, estimate, self._max_window_fills)
             if children:
+                self._pages_held -= 1  # the probe page is dropped
                 self._split(job, children)
                 return
             self.expected_fills += estimate
         job.paginator.advance(response)
         if page.orders:
             job.pages.append(page.orders)
+        else:
+            self._pages_held -= 1
         if job.paginator.finished:
             job.state = JobState.DONE
 
