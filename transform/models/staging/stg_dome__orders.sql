@@ -39,12 +39,6 @@ renamed as (
             {{ dome_utc_timestamp('filled_at') }},
             {{ dome_timestamp_from_unix(adapter.quote('timestamp')) }}
         ) as filled_at,
-        cast(
-            coalesce(
-                {{ dome_utc_timestamp('filled_at') }},
-                {{ dome_timestamp_from_unix(adapter.quote('timestamp')) }}
-            ) as date
-        ) as filled_date,
 
         ----------  loader metadata
         {{ dome_utc_timestamp('_sdc_extracted_at') }} as extracted_at,
@@ -52,6 +46,16 @@ renamed as (
 
     from source
 
+),
+
+final as (
+
+    select
+        *,
+        cast(filled_at as date) as filled_date
+
+    from renamed
+
 )
 
-select * from renamed
+select * from final
