@@ -10,6 +10,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,6 +46,18 @@ def wait_for(
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a live (not zombie) process of the group is still there (Linux /proc)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def bookmarks(state: dict[str, Any]) -> dict[str, object]:
@@ -109,10 +122,11 @@ def test_kill_mid_extract_then_rerun(make_pipeline) -> None:
     )
     still_running = proc.poll() is None
     served_at_kill = pipe.sim.stats()["rows_served"]
-    os.killpg(
-        proc.pid, signal.SIGKILL
-    )  # meltano, the tap and the target: the whole group
+    # SIGKILL the whole group: meltano, the tap and the target. They die asynchronously: wait
+    # until the group is gone (the target holds the DuckDB file's lock until then).
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
+    assert wait_for(lambda: not group_alive(proc.pid), timeout=30), "the group survived"
     assert served_some and still_running, (
         f"no middle to kill in:\n{log.read_text()[-4000:]}"
     )
