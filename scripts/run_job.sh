@@ -83,6 +83,7 @@ print("export TAP_DOME_API_URL=" + shlex.quote(info["url"]))
 print("export TAP_DOME_API_KEY=" + shlex.quote(info["api_key"]))
 print("export TAP_DOME_WALLETS=" + shlex.quote(json.dumps(info["wallets"])))
 print("n_wallets=" + str(len(info["wallets"])))
+print("export DOME_SIM_CONTROL_URL=" + shlex.quote(info.get("control_url", "")))
 PYEOF
   )"
   unset TAP_DOME_WALLETS_FILE
@@ -98,7 +99,7 @@ case "$DOME_DUCKDB_PATH" in
 esac
 mkdir -p "$(dirname "$DOME_DUCKDB_PATH")"
 say "warehouse: $DOME_DUCKDB_PATH"
-say "running: meltano run ${state_args[*]} tap-dome target-duckdb dbt-duckdb:build"
+say "running: meltano run ${state_args[*]:+${state_args[*]} }tap-dome target-duckdb dbt-duckdb:build"
 set +e
 .venv/bin/meltano run "${state_args[@]}" tap-dome target-duckdb dbt-duckdb:build
 rc=$?
@@ -108,14 +109,16 @@ if [ "$rc" -ne 0 ]; then
   [ "$mode" = simulator ] && hint="the demo starts from scratch each time; rerun 'make run'"
   fail "'meltano run tap-dome target-duckdb dbt-duckdb:build' exited with $rc (see its log above); $hint.
   If Meltano says the pipeline is already running after a killed run, wait ~5 minutes or run
-  '.venv/bin/meltano run --force ${state_args[*]} tap-dome target-duckdb dbt-duckdb:build'."
+  '.venv/bin/meltano run --force ${state_args[*]:+${state_args[*]} }tap-dome target-duckdb dbt-duckdb:build'."
 fi
 
 elapsed=$(($(date +%s) - started))
 DOME_JOB_MODE=$mode DOME_JOB_ELAPSED=$elapsed DOME_JOB_WALLETS=$n_wallets \
   "$PY" - <<'PYEOF' || fail "the run finished but its output is not as expected (see above)"
+import json
 import os
 import sys
+import urllib.request
 
 import duckdb
 
@@ -145,12 +148,25 @@ fct, fct_wallets = con.execute(
 ).fetchone()
 if mode == "simulator" and fct == 0:
     sys.exit("run_job: the demo loaded no fills: something is wrong (see the log above)")
+check = ""
+control = os.environ.get("DOME_SIM_CONTROL_URL")
+if mode == "simulator" and control:
+    # The simulator knows every fill it serves: the demo checks itself against it.
+    with urllib.request.urlopen(control + "/truth", timeout=30) as response:
+        truth = {row["order_id"] for row in json.load(response)}
+    ids = {r[0] for r in con.execute(f'select order_id from "{fct_schema}".fct_orders').fetchall()}
+    if ids != truth:
+        sys.exit(
+            f"run_job: fct_orders differs from the simulator: {len(truth - ids)} fills missing, "
+            f"{len(ids - truth)} unexpected"
+        )
+    check = f" (= the simulator's {len(truth)} fills, checked by order_id)"
 secs = int(os.environ["DOME_JOB_ELAPSED"])
 py = os.path.join(os.getcwd(), ".venv", "bin", "python")
 print()
 print(f"== tap-dome: done ({'simulator demo' if mode == 'simulator' else 'Dome API'}) ==")
 print(f"  fills loaded (raw rows in tap_dome.orders, duplicates included): {raw}")
-print(f"  distinct fills in {fct_schema}.fct_orders: {fct}")
+print(f"  distinct fills in {fct_schema}.fct_orders: {fct}{check}")
 print(f"  wallets: {os.environ['DOME_JOB_WALLETS']} configured, {fct_wallets} with fills")
 print(f"  time taken: {secs // 60} min {secs % 60} s")
 print(f"  DuckDB file: {path}")
