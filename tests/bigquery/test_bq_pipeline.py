@@ -1,0 +1,269 @@
+"""End to end on BigQuery (emulated): ``meltano --environment=bqtest run tap-dome target-bigquery
+dbt-bigquery:build`` against the shipped simulator, bqemulator and the GCS emulator.
+
+Every check compares order_ids, values and columns: the loader can exit 0 on some failures.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+from tap_dome.simulator import Dataset
+
+from tests.bigquery.conftest import BQ_STATE_ID, BqPipeline, norm
+from tests.test_pipeline_duckdb import LOAD_COLUMNS, bookmarks, small_standard, wait_for
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def test_two_runs_with_new_duplicate_and_late_fills_stay_exact(
+    make_bq_pipeline: Any,
+) -> None:
+    pipe: BqPipeline = make_bq_pipeline(small_standard())
+    pipe.run()
+    fct = pipe.assert_exact()
+    assert len(fct) > 1000
+
+    # The raw table: one typed column per field of the stream, the loader's metadata, the same
+    # fills as fct_orders (append-only, so possibly more rows).
+    columns = pipe.raw_columns()
+    assert {
+        "order_id": "STRING",
+        "timestamp": "INTEGER",
+        "filled_at": "TIMESTAMP",
+    }.items() <= (columns.items())
+    assert {
+        "wallet",
+        "shares",
+        "price",
+        "tx_hash",
+        "log_index",
+        "_sdc_batched_at",
+    } <= set(columns)
+    raw = pipe.raw_ids()
+    assert set(raw) == set(fct)
+    # Staged as files in the bucket, then loaded by load jobs.
+    assert pipe.staged_files(), "nothing was staged in GCS"
+
+    # The first build creates fct_orders partitioned by fill day and clustered (the emulator
+    # accepts and drops both, so they are checked in the DDL dbt sent).
+    ddl = pipe.dbt_sql("run")
+    assert re.search(r"partition by\s+filled_date", ddl, re.IGNORECASE), ddl[:3000]
+    assert re.search(r"cluster by\s+wallet,\s*condition_id", ddl, re.IGNORECASE), ddl[
+        :3000
+    ]
+
+    moved = pipe.sim.advance(
+        seconds=1800, new_fills_per_wallet=3, late_fills_per_wallet=2
+    )
+    assert moved["new_fills"] and moved["late_fills"]
+    pipe.run()
+    fct2 = pipe.assert_exact()
+    assert len(fct2) > len(fct)
+    raw2 = pipe.raw_ids()
+    assert [oid for oid, n in Counter(raw2).items() if n > 1], (
+        "no re-read (lookback) duplicates"
+    )
+    assert len(raw2) > len(raw)
+
+    # The incremental run replaced only the day partitions the new rows touch: insert_overwrite
+    # driven by literal day lists, so neither fct_orders nor the raw table is scanned whole.
+    run_sql = pipe.dbt_sql("run")
+    assert "dbt_partitions_for_replacement" in run_sql, run_sql[:3000]
+    assert re.search(r"when not matched by source\s+and", run_sql, re.IGNORECASE), (
+        run_sql[:3000]
+    )
+    compiled = pipe.dbt_sql("compiled")
+    this = f"`{pipe.bq.project}`.`{pipe.dbt_dataset}`.`fct_orders`"
+    reads_of_this = [m.end() for m in re.finditer(re.escape(this), compiled)]
+    assert reads_of_this, compiled
+    for end in reads_of_this:
+        tail = compiled[end : end + 300]
+        assert re.match(
+            r"\s*where\s+filled_date\s+in\s+\(\s*date\s+'\d{4}-\d\d-\d\d'",
+            tail,
+            re.IGNORECASE,
+        ), f"fct_orders read without a literal partition filter:\n{compiled}"
+    assert re.search(r"batched_at\s*>=\s*cast\('\d{4}-\d\d-\d\d", compiled), compiled
+
+
+def test_kill_after_state_before_load_end_then_rerun_is_exact(
+    make_bq_pipeline: Any,
+) -> None:
+    """SIGKILL the whole ``meltano run`` after the target emitted STATE (and Meltano stored it)
+    and before the run finished; at that moment every fill the stored bookmarks cover must
+    already be in BigQuery; the rerun resumes and the tables end exact."""
+    dataset = Dataset.custom([400, 1500, 2500, 3000], seed=13)
+    pipe: BqPipeline = make_bq_pipeline(dataset, latency=(0.05, 0.08))
+    pipe.env_overrides.update(
+        TAP_DOME_MAX_CONCURRENCY="1",
+        TAP_DOME_MAX_WINDOW_FILLS="500",
+        TARGET_BIGQUERY_BATCH_SIZE="150",
+    )
+    truth = pipe.truth()
+    proc, log = pipe.start()
+
+    def stored_bookmarks() -> bool:
+        rows = pipe.stored_state_rows()
+        return any(
+            "replication_key_value" in str(r.get("partial_state") or "") for r in rows
+        ) or any(
+            "replication_key_value" in str(r.get("completed_state") or "") for r in rows
+        )
+
+    # Kill once a bookmark is stored AND the tap is well into later wallets (so batches after
+    # the last STATE are in flight: read, staged or uploaded, not loaded).
+    got_state = wait_for(
+        lambda: (
+            stored_bookmarks() and pipe.sim.stats()["rows_served"] >= 0.4 * len(truth)
+        ),
+        timeout=240,
+        interval=0.1,
+    )
+    text = log.read_text()
+    running = proc.poll() is None
+    os.killpg(proc.pid, signal.SIGKILL)  # meltano, tap, target: the whole group
+    proc.wait(timeout=30)
+    assert got_state and running, (
+        f"no STATE stored mid-run to kill after:\n{text[-5000:]}"
+    )
+    assert "Emitting completed target state" in log.read_text()
+
+    state = pipe.state()
+    marks = bookmarks(state)
+    assert marks, f"no bookmark stored: {state}"
+    raw = set(pipe.raw_ids())
+    assert len(raw) < len(truth), (
+        "everything was loaded before the kill: nothing was tested"
+    )
+    covered = sum(1 for row in truth.values() if marks.get(row["wallet"]) is not None)
+    assert covered, f"no fill is covered by a bookmark: {marks}"
+    behind = [
+        oid
+        for oid, row in truth.items()
+        if row["wallet"] in marks
+        and marks[row["wallet"]] is not None
+        and int(row["timestamp"]) <= int(str(marks[row["wallet"]]))
+        and oid not in raw
+    ]
+    assert not behind, (
+        f"{len(behind)} fills behind a stored bookmark are not in BigQuery (e.g. {behind[:3]}); "
+        f"bookmarks {marks}"
+    )
+
+    # Meltano refuses a second run of the state id for a while after a kill: --force.
+    pipe.sim.reset_stats()
+    pipe.run("--force")
+    pipe.assert_exact()
+    assert set(pipe.raw_ids()) >= raw
+    # The rerun resumed: it did not read every fill again.
+    assert pipe.sim.stats()["rows_served"] < 2 * len(truth)
+
+
+def _content(fct: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        oid: {k: norm(v) for k, v in row.items() if k not in LOAD_COLUMNS}
+        for oid, row in fct.items()
+    }
+
+
+def test_duckdb_and_bigquery_give_the_same_fct_orders(
+    make_bq_pipeline: Any, make_pipeline: Any
+) -> None:
+    dataset = Dataset.standard(seed=7, page=50, large=300)
+    bq_pipe: BqPipeline = make_bq_pipeline(dataset)
+    duck_pipe = make_pipeline(Dataset.standard(seed=7, page=50, large=300))
+    assert bq_pipe.truth() == duck_pipe.truth(), (
+        "the two simulators serve different data"
+    )
+
+    bq_pipe.run()
+    duck_pipe.run()
+    bq_fct, duck_fct = (
+        _content(bq_pipe.assert_exact()),
+        _content(duck_pipe.assert_exact()),
+    )
+    assert set(bq_fct) == set(duck_fct)
+    assert set(next(iter(bq_fct.values()))) == set(next(iter(duck_fct.values()))), (
+        "columns differ"
+    )
+    diffs = [
+        (oid, col, duck_fct[oid][col], bq_fct[oid][col])
+        for oid in duck_fct
+        for col in duck_fct[oid]
+        if duck_fct[oid][col] != bq_fct[oid][col]
+    ]
+    assert not diffs, (
+        f"{len(diffs)} values differ, e.g. (order_id, column, duckdb, bigquery): {diffs[:5]}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "setting"),
+    [
+        (
+            {"TARGET_BIGQUERY_BUCKET": "tap-dome-no-such-bucket"},
+            "TARGET_BIGQUERY_BUCKET",
+        ),
+        ({"TARGET_BIGQUERY_LOCATION": "EU"}, "TARGET_BIGQUERY_LOCATION"),
+        (
+            {"TARGET_BIGQUERY_CREDENTIALS_PATH": "GARBAGE"},
+            "TARGET_BIGQUERY_CREDENTIALS_PATH",
+        ),
+    ],
+    ids=["missing-bucket", "wrong-location", "bad-credentials-file"],
+)
+def test_bad_config_fails_clearly_and_saves_no_state(
+    make_bq_pipeline: Any, env: dict[str, str], setting: str
+) -> None:
+    pipe: BqPipeline = make_bq_pipeline(Dataset.custom([300, 200], seed=3))
+    if env.get("TARGET_BIGQUERY_CREDENTIALS_PATH") == "GARBAGE":
+        bad = pipe.workdir / "key.json"
+        bad.write_text('{"type": "service_account", "private_key": "not a key"')
+        env = {"TARGET_BIGQUERY_CREDENTIALS_PATH": str(bad)}
+    pipe.env_overrides.update(env)
+
+    started = time.monotonic()
+    proc = pipe.run_fails()
+    assert setting in proc.stdout, proc.stdout[-4000:]
+    assert "configuration error" in proc.stdout, proc.stdout[-4000:]
+    assert time.monotonic() - started < 120
+
+    # No state: neither in Meltano's table nor through `meltano state get`.
+    assert not any(
+        r.get("partial_state") or r.get("completed_state")
+        for r in pipe.stored_state_rows()
+    )
+    got = pipe.meltano("state", "get", BQ_STATE_ID, timeout=120)
+    assert "replication_key_value" not in got.stdout, got.stdout[-3000:]
+    assert not pipe.bq.table_exists(pipe.raw_dataset, "orders")
+
+    # The preflight command says the same before any run.
+    check = pipe.meltano("invoke", "target-bigquery:preflight", timeout=120)
+    assert check.returncode != 0 and setting in check.stdout, check.stdout[-3000:]
+
+
+def test_create_bucket_then_preflight_then_run(make_bq_pipeline: Any) -> None:
+    """The runbook: create the bucket (in the location), check, run."""
+    pipe: BqPipeline = make_bq_pipeline(Dataset.custom([120, 80], seed=5))
+    bucket = f"tap-dome-new-{os.getpid()}"
+    pipe.env_overrides.update(TARGET_BIGQUERY_BUCKET=bucket)
+    missing = pipe.meltano("invoke", "target-bigquery:preflight", timeout=120)
+    assert missing.returncode != 0 and "TARGET_BIGQUERY_BUCKET" in missing.stdout, (
+        missing.stdout[-3000:]
+    )
+    created = pipe.meltano("invoke", "target-bigquery:create-bucket", timeout=120)
+    assert (
+        created.returncode == 0 and f"created bucket gs://{bucket}" in created.stdout
+    ), created.stdout[-3000:]
+    ok = pipe.meltano("invoke", "target-bigquery:preflight", timeout=120)
+    assert ok.returncode == 0 and "preflight ok" in ok.stdout, ok.stdout[-3000:]
+    pipe.run()
+    pipe.assert_exact()
+    assert pipe.bq.list_objects(bucket, "target_bigquery/")
