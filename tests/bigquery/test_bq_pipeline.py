@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from tap_dome.simulator import Dataset
 
-from tests.bigquery.conftest import BQ_STATE_ID, BqPipeline, norm
+from tests.bigquery.conftest import BQ_STATE_ID, BUCKET, BqPipeline, norm
 from tests.test_pipeline_duckdb import LOAD_COLUMNS, bookmarks, small_standard, wait_for
 
 pytestmark = pytest.mark.timeout(900)
@@ -26,9 +26,16 @@ def test_two_runs_with_new_duplicate_and_late_fills_stay_exact(
     make_bq_pipeline: Any,
 ) -> None:
     pipe: BqPipeline = make_bq_pipeline(small_standard())
+    # As in prod: Meltano's state in GCS (the gs:// backend, here on the GCS emulator).
+    state_prefix = f"meltano-state/{pipe.raw_dataset}"
+    pipe.env_overrides["MELTANO_STATE_BACKEND_URI"] = f"gs://{BUCKET}/{state_prefix}"
     pipe.run()
     fct = pipe.assert_exact()
     assert len(fct) > 1000
+    assert pipe.bq.list_objects(BUCKET, state_prefix), (
+        "no state object in the gs:// backend"
+    )
+    assert set(bookmarks(pipe.state())) == set(pipe.wallets)
 
     # The raw table: one typed column per field of the stream, the loader's metadata, the same
     # fills as fct_orders (append-only, so possibly more rows).
@@ -63,7 +70,10 @@ def test_two_runs_with_new_duplicate_and_late_fills_stay_exact(
         seconds=1800, new_fills_per_wallet=3, late_fills_per_wallet=2
     )
     assert moved["new_fills"] and moved["late_fills"]
+    pipe.sim.reset_stats()
     pipe.run()
+    # Resumed from the bookmarks in GCS: only the lookback and the new fills were read.
+    assert pipe.sim.stats()["rows_served"] < len(fct) / 2
     fct2 = pipe.assert_exact()
     assert len(fct2) > len(fct)
     raw2 = pipe.raw_ids()
