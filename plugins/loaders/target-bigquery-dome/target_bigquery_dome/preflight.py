@@ -16,7 +16,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Dict, Optional
+from typing import Any
 
 ENV_PREFIX = "TARGET_BIGQUERY_"
 SETTINGS = ("project", "dataset", "location", "bucket", "credentials_path", "credentials_json")
@@ -35,11 +35,11 @@ def setting_ref(setting: str) -> str:
     return f"setting `{setting}` ({env_name(setting)})"
 
 
-def config_from_env() -> Dict[str, Any]:
+def config_from_env() -> dict[str, Any]:
     return {s: os.environ[env_name(s)] for s in SETTINGS if os.environ.get(env_name(s))}
 
 
-def _credentials(config: Dict[str, Any]):
+def _credentials(config: dict[str, Any]):
     """google.auth credentials from credentials_path / credentials_json, or None for ADC."""
     from google.oauth2 import service_account
 
@@ -69,7 +69,9 @@ def _credentials(config: Dict[str, Any]):
     else:
         return None, "application default credentials"
     if not isinstance(info, dict) or info.get("type") != "service_account":
-        raise ConfigError(f"{source}: not a service-account key (its \"type\" must be service_account)")
+        raise ConfigError(
+            f'{source}: not a service-account key (its "type" must be service_account)'
+        )
     try:
         creds = service_account.Credentials.from_service_account_info(info, scopes=scopes)
     except (ValueError, KeyError) as exc:
@@ -77,7 +79,7 @@ def _credentials(config: Dict[str, Any]):
     return creds, source
 
 
-def check(config: Dict[str, Any], create_bucket: bool = False, log=None) -> Dict[str, str]:
+def check(config: dict[str, Any], create_bucket: bool = False, log=None) -> dict[str, str]:
     """Validate settings, credentials, the staging bucket and the dataset's location.
 
     Returns a summary; raises ConfigError naming the setting at fault.
@@ -95,7 +97,9 @@ def check(config: Dict[str, Any], create_bucket: bool = False, log=None) -> Dict
         raise ConfigError(f"{setting_ref('method')} must be gcs_stage (is {method!r})")
     bucket_name = config.get("bucket")
     if not bucket_name:
-        raise ConfigError(f"{setting_ref('bucket')} is required: the GCS bucket batches are staged in")
+        raise ConfigError(
+            f"{setting_ref('bucket')} is required: the GCS bucket batches are staged in"
+        )
     location = str(config.get("location") or DEFAULT_LOCATION)
     project = config["project"]
 
@@ -124,7 +128,7 @@ def check(config: Dict[str, Any], create_bucket: bool = False, log=None) -> Dict
         raise ConfigError(
             f"{setting_ref('location')} is {location!r} but GCS bucket {bucket_name!r}"
             f" ({setting_ref('bucket')}) is in {bucket_location!r}: BigQuery loads from a bucket"
-            " in the dataset's location only. Use a bucket in the same location or fix the location."
+            " in the dataset's location only: use a bucket there, or fix the location."
         )
 
     bq = bigquery.Client(project=project, credentials=creds, location=location)
@@ -151,12 +155,12 @@ def check(config: Dict[str, Any], create_bucket: bool = False, log=None) -> Dict
     return summary
 
 
-def main(argv: Optional[list] = None) -> int:
+def main(argv: list | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="target config JSON (default: TARGET_BIGQUERY_* env)")
     parser.add_argument("--create-bucket", action="store_true", help="create the bucket if missing")
     args = parser.parse_args(argv)
-    config: Dict[str, Any] = config_from_env()
+    config: dict[str, Any] = config_from_env()
     if args.config:
         with open(args.config, encoding="utf-8") as fh:
             config.update(json.load(fh))

@@ -27,7 +27,7 @@ import copy
 import re
 import sys
 import time
-from typing import Any, Dict, List, Optional, Type, cast
+from typing import Any, cast
 
 from google.cloud import bigquery
 from singer_sdk import typing as th
@@ -50,7 +50,7 @@ class DomeGcsStagingSink(BigQueryGcsStagingDenormalizedSink):
     """Upstream's denormalized gcs_stage sink whose staged files are loaded on demand."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._rows_by_batch: Dict[str, int] = {}
+        self._rows_by_batch: dict[str, int] = {}
         self.rows_loaded = 0
         self.load_jobs = 0
         super().__init__(*args, **kwargs)
@@ -59,7 +59,7 @@ class DomeGcsStagingSink(BigQueryGcsStagingDenormalizedSink):
         """The target checked the bucket at start-up; never create one implicitly here."""
         return None
 
-    def process_batch(self, context: Dict[str, Any]) -> None:
+    def process_batch(self, context: dict[str, Any]) -> None:
         self._rows_by_batch[context["batch_id"]] = self.current_size
         super().process_batch(context)
 
@@ -74,7 +74,9 @@ class DomeGcsStagingSink(BigQueryGcsStagingDenormalizedSink):
         for uri in uris:
             match = _BATCH_ID.search(uri)
             expected += self._rows_by_batch.get(match.group(1), 0) if match else 0
-        self.logger.info("Loading %d staged file(s), %d rows, into %s", len(uris), expected, self.table)
+        self.logger.info(
+            "Loading %d staged file(s), %d rows, into %s", len(uris), expected, self.table
+        )
         client = bigquery_client_factory(self._credentials)
         job = client.load_table_from_uri(
             uris,
@@ -173,7 +175,7 @@ class TargetBigQueryDome(TargetBigQuery):
         print(f"target-bigquery: configuration error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2)
 
-    def get_sink_class(self, stream_name: Optional[str] = None) -> Type[BaseBigQuerySink]:
+    def get_sink_class(self, stream_name: str | None = None) -> type[BaseBigQuerySink]:
         method = self.config.get("method", "gcs_stage")
         if method != "gcs_stage":
             self._fail(ConfigError(f"{setting_ref('method')} must be gcs_stage (is {method!r})"))
@@ -224,7 +226,7 @@ class TargetBigQueryDome(TargetBigQuery):
     def drain_all(self, is_endofpipe: bool = False) -> None:  # type: ignore[override]
         """Upload, LOAD, then emit the STATE that was current when the drain began."""
         state = copy.deepcopy(self._latest_state)
-        sinks: List[DomeGcsStagingSink] = list(self._sinks_active.values())  # type: ignore[arg-type]
+        sinks: list[DomeGcsStagingSink] = list(self._sinks_active.values())  # type: ignore[arg-type]
         self._drain_all(list(sinks), self.max_parallelism)
         self._wait_for_uploads()
         for sink in sinks:
