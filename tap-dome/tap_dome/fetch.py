@@ -183,7 +183,7 @@ class PageFetcher:
         if status == 429:
             self._stats.add(rate_limited=1)
             wait = retry_after_seconds(response.headers.get("Retry-After"))
-            raise _Retryable("HTTP 429 Too Many Requests", wait if wait is not None else None)
+            raise _Retryable("HTTP 429 Too Many Requests", wait)
         if status >= 500 or status in (408, 425):
             wait = retry_after_seconds(response.headers.get("Retry-After"))
             raise _Retryable(f"HTTP {status} {_api_message(response)[:120]}", wait)
