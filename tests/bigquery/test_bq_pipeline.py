@@ -193,7 +193,21 @@ def test_duckdb_and_bigquery_give_the_same_fct_orders(
         "the two simulators serve different data"
     )
 
+    # The production runbook on a new bucket: preflight says it is missing, create-bucket
+    # makes it (in the location), preflight passes, the pipeline runs.
+    bucket = f"tap-dome-new-{os.getpid()}"
+    bq_pipe.env_overrides.update(TARGET_BIGQUERY_BUCKET=bucket)
+    missing = bq_pipe.meltano("invoke", "target-bigquery:preflight", timeout=120)
+    assert missing.returncode != 0, missing.stdout[-3000:]
+    assert "TARGET_BIGQUERY_BUCKET" in missing.stdout, missing.stdout[-3000:]
+    created = bq_pipe.meltano("invoke", "target-bigquery:create-bucket", timeout=120)
+    assert created.returncode == 0, created.stdout[-3000:]
+    assert f"created bucket gs://{bucket}" in created.stdout, created.stdout[-3000:]
+    ok = bq_pipe.meltano("invoke", "target-bigquery:preflight", timeout=120)
+    assert ok.returncode == 0 and "preflight ok" in ok.stdout, ok.stdout[-3000:]
+
     bq_pipe.run()
+    assert bq_pipe.bq.list_objects(bucket, "target_bigquery/")
     duck_pipe.run()
     bq_fct, duck_fct = (
         _content(bq_pipe.assert_exact()),
@@ -257,23 +271,3 @@ def test_bad_config_fails_clearly_and_saves_no_state(
     # The preflight command says the same before any run.
     check = pipe.meltano("invoke", "target-bigquery:preflight", timeout=120)
     assert check.returncode != 0 and setting in check.stdout, check.stdout[-3000:]
-
-
-def test_create_bucket_then_preflight_then_run(make_bq_pipeline: Any) -> None:
-    """The runbook: create the bucket (in the location), check, run."""
-    pipe: BqPipeline = make_bq_pipeline(Dataset.custom([120, 80], seed=5))
-    bucket = f"tap-dome-new-{os.getpid()}"
-    pipe.env_overrides.update(TARGET_BIGQUERY_BUCKET=bucket)
-    missing = pipe.meltano("invoke", "target-bigquery:preflight", timeout=120)
-    assert missing.returncode != 0 and "TARGET_BIGQUERY_BUCKET" in missing.stdout, (
-        missing.stdout[-3000:]
-    )
-    created = pipe.meltano("invoke", "target-bigquery:create-bucket", timeout=120)
-    assert (
-        created.returncode == 0 and f"created bucket gs://{bucket}" in created.stdout
-    ), created.stdout[-3000:]
-    ok = pipe.meltano("invoke", "target-bigquery:preflight", timeout=120)
-    assert ok.returncode == 0 and "preflight ok" in ok.stdout, ok.stdout[-3000:]
-    pipe.run()
-    pipe.assert_exact()
-    assert pipe.bq.list_objects(bucket, "target_bigquery/")
