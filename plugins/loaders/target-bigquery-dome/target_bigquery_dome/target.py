@@ -13,8 +13,8 @@ becomes durable in BigQuery:
   checking its row count. STATE therefore never runs ahead of the raw table. A crash after the
   load and before the STATE only means the rerun reads those fills again: the raw table is
   append-only and dbt deduplicates.
-- that load+STATE happens when a STATE message arrives and the oldest unloaded record is older
-  than `load_interval_seconds` (default 300: about 288 load jobs per table a day, well under
+- that load+STATE happens when a STATE message arrives at least `load_interval_seconds` after
+  the previous load (default 300: at most about 288 load jobs per table a day, well under
   BigQuery's 1,500), and at the end of the input.
 - settings, credentials, the bucket (it must exist, in `location`) and the dataset's location
   are checked before any input is read, with errors that name the setting.
@@ -128,7 +128,7 @@ class TargetBigQueryDome(TargetBigQuery):
                 default=DEFAULT_LOAD_INTERVAL_SECONDS,
                 description=(
                     "Staged files are loaded (one load job per table) and STATE is emitted when a"
-                    " STATE message arrives and the oldest unloaded record is older than this;"
+                    " STATE message arrives at least this many seconds after the previous load,"
                     " and at the end of the input. Bounds re-reads after a crash; keep it >= 60"
                     " in production (BigQuery allows 1,500 load jobs per table a day)."
                 ),
