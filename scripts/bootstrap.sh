@@ -43,7 +43,14 @@ plugin_want=$(
     sha256sum tap-dome/pyproject.toml
   } | sha256sum | cut -d' ' -f1
 )
-if [ ! -f "$plugin_stamp" ] || [ "$(cat "$plugin_stamp")" != "$plugin_want" ]; then
+# The executables of the default pipeline must be there too (a venv removed by hand).
+plugins_ok=true
+for exe in extractors/tap-dome/venv/bin/tap-dome \
+  loaders/target-duckdb/venv/bin/target-duckdb-dome \
+  utilities/dbt-duckdb/venv/bin/dbt-duckdb-dome; do
+  [ -x ".meltano/$exe" ] || plugins_ok=false
+done
+if ! $plugins_ok || [ ! -f "$plugin_stamp" ] || [ "$(cat "$plugin_stamp")" != "$plugin_want" ]; then
   echo "bootstrap: installing the Meltano plugins (meltano install)"
   start=$(date +%s)
   # Plugin virtualenvs use the same interpreter as .venv (Python 3.11).
