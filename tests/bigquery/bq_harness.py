@@ -21,6 +21,7 @@ Only the standard library is imported here, so the root virtualenv needs nothing
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import http.server
 import json
@@ -67,37 +68,45 @@ def _uv() -> list[str] | None:
     return None
 
 
-def ensure_venv(name: str, requirements: Path) -> Path:
-    """A virtualenv under CACHE/<name> with `requirements` installed; reused while unchanged."""
-    venv = CACHE / name
+def _ready(venv: Path, want: str) -> bool:
     stamp = venv / ".harness-stamp"
-    want = hashlib.sha256(requirements.read_bytes()).hexdigest()
-    if (
+    return (
         stamp.exists()
         and stamp.read_text() == want
         and (venv / "bin" / "python").exists()
-    ):
+    )
+
+
+def ensure_venv(name: str, requirements: Path) -> Path:
+    """A virtualenv under CACHE/<name> with `requirements` installed; reused while unchanged."""
+    venv = CACHE / name
+    want = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    if _ready(venv, want):
         return venv
-    t0 = time.monotonic()
-    log(f"installing {requirements.name} into {venv} (once; reused afterwards)")
-    if venv.exists():
-        shutil.rmtree(venv)
-    uv = _uv()
-    if uv:
-        subprocess.run([*uv, "venv", "-q", "--python", PYTHON, str(venv)], check=True)
-        subprocess.run(
-            [*uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python")]
-            + ["-r", str(requirements)],
-            check=True,
-        )
-    else:
-        subprocess.run([PYTHON, "-m", "venv", str(venv)], check=True)
-        subprocess.run(
-            [str(venv / "bin" / "pip"), "install", "-q", "-r", str(requirements)],
-            check=True,
-        )
-    stamp.write_text(want)
-    log(f"installed {name} in {time.monotonic() - t0:.1f}s")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / f".{name}.lock", "w") as lock:
+        fcntl.flock(
+            lock, fcntl.LOCK_EX
+        )  # another test run may be installing it right now
+        if _ready(venv, want):
+            return venv
+        t0 = time.monotonic()
+        log(f"installing {requirements.name} into {venv} (once; reused afterwards)")
+        if venv.exists():
+            shutil.rmtree(venv)
+        uv = _uv()
+        python = str(venv / "bin" / "python")
+        if uv:
+            subprocess.run(
+                [*uv, "venv", "-q", "--python", PYTHON, str(venv)], check=True
+            )
+            install = [*uv, "pip", "install", "-q", "--python", python]
+        else:
+            subprocess.run([PYTHON, "-m", "venv", str(venv)], check=True)
+            install = [python, "-m", "pip", "install", "-q"]
+        subprocess.run([*install, "-r", str(requirements)], check=True)
+        (venv / ".harness-stamp").write_text(want)
+        log(f"installed {name} in {time.monotonic() - t0:.1f}s")
     return venv
 
 
