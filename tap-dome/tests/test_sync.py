@@ -309,3 +309,35 @@ def test_fills_inserted_during_a_walk_are_caught_by_the_next_run(
     assert second.returncode == 0, second.stderr[-3000:]
     assert set(first.ids) | set(second.ids) == truth_ids(sim)
     assert len(truth_ids(sim)) > 900  # the walk did insert fills at the head
+
+
+def test_batch_mode_writes_every_fill_to_files_before_state(
+    tmp_path: Path, simulator_factory: Any
+) -> None:
+    import gzip
+    import json
+
+    sim = simulator_factory(Dataset.custom([250, 30, 0], seed=3))
+    out = tmp_path / "batches"
+    out.mkdir()
+    batch_config = {
+        "encoding": {"format": "jsonl", "compression": "gzip"},
+        "storage": {"root": out.as_uri(), "prefix": "orders-"},
+        "batch_size": 100,
+    }
+    run = run_tap(tmp_path, tap_config(sim, page_size=PAGE, batch_config=batch_config))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert not run.records
+    ids: list[str] = []
+    for message in run.messages:
+        if message["type"] == "BATCH":
+            for uri in message["manifest"]:
+                with gzip.open(uri.removeprefix("file://"), "rt") as handle:
+                    ids.extend(json.loads(line)["order_id"] for line in handle)
+        elif message["type"] == "STATE":
+            # Every bookmark in a STATE covers only fills already in a batch file.
+            for wallet, mark in bookmarks(message["value"]).items():
+                if mark is not None:
+                    covered = {t["order_id"] for t in sim.truth(wallet) if t["timestamp"] <= mark}
+                    assert covered <= set(ids)
+    assert sorted(ids) == sorted(truth_ids(sim))
