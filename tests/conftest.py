@@ -18,7 +18,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from tap_dome.simulator import Dataset, DomeSimulator
+from tap_dome.simulator import API_FIELDS, Dataset, DomeSimulator
 
 ROOT = Path(__file__).resolve().parents[1]
 MELTANO = ROOT / ".venv" / "bin" / "meltano"
@@ -26,26 +26,8 @@ PLUGIN_KINDS = ("extractors", "loaders", "utilities")
 STATE_ID = "dev:tap-dome-to-target-duckdb"
 PIPELINE = ("tap-dome", "target-duckdb", "dbt-duckdb:build")
 
-# Fill fields the API serves (and the raw table keeps under these names); fct_orders may
+# API_FIELDS: fill fields the API serves (and the raw table keeps under these names); fct_orders may
 # rename some (FCT_NAMES): a field is compared under the first of its names that fct_orders has.
-API_FIELDS = (
-    "token_id",
-    "token_label",
-    "side",
-    "market_slug",
-    "condition_id",
-    "shares",
-    "shares_normalized",
-    "price",
-    "block_number",
-    "log_index",
-    "tx_hash",
-    "title",
-    "timestamp",
-    "order_hash",
-    "user",
-    "taker",
-)
 FCT_NAMES = {
     "user": ("user", "user_address"),
     "taker": ("taker", "taker_address"),

@@ -21,14 +21,14 @@ LOG = logging.getLogger("test-scheduler")
 START = 1_577_836_800  # 2020-01-01
 
 
-def _fetcher(sim: DomeSimulator, key: str = "k") -> PageFetcher:
+def _fetcher(sim: DomeSimulator, key: str = "k", stats: FetchStats | None = None) -> PageFetcher:
     return PageFetcher(
         base_url=sim.base_url,
         headers={"Authorization": f"Bearer {key}"},
         limiter=RateLimiter.for_rates(10_000, 100_000),
         timeout=10,
         max_retries=2,
-        stats=FetchStats(),
+        stats=stats or FetchStats(),
         logger=LOG,
     )
 
@@ -109,3 +109,20 @@ def test_fatal_error_reaches_the_consumer(split_heavy: DomeSimulator) -> None:
     result = _consume(scheduler, split_heavy.wallets)
     assert not result["hung"]
     assert isinstance(result.get("error"), DomeAuthError)
+
+
+def test_retry_after_is_honoured_and_pauses_every_request(split_heavy: DomeSimulator) -> None:
+    split_heavy.set_faults(fail_next={"429": 1}, retry_after=2)
+    try:
+        stats = FetchStats()
+        fetcher = _fetcher(split_heavy, stats=stats)
+        params = {"user": split_heavy.wallets[1], "start_time": START, "end_time": int(time.time())}
+        started = time.monotonic()
+        fetcher.fetch(params)
+        first = time.monotonic() - started
+        fetcher.fetch(params)
+    finally:
+        split_heavy.clear_faults()
+    assert first >= 2.0, "the retry came before Retry-After"
+    assert stats.rate_limited == 1
+    assert stats.retries == 1

@@ -9,27 +9,9 @@ import pytest
 from conftest import API_KEY, bookmarks, run_tap, tap_config, truth_ids
 
 from tap_dome.records import order_id
-from tap_dome.simulator import Dataset
+from tap_dome.simulator import API_FIELDS, Dataset
 
 PAGE = 50
-API_FIELDS = (
-    "token_id",
-    "token_label",
-    "side",
-    "market_slug",
-    "condition_id",
-    "shares",
-    "shares_normalized",
-    "price",
-    "block_number",
-    "log_index",
-    "tx_hash",
-    "title",
-    "timestamp",
-    "order_hash",
-    "user",
-    "taker",
-)
 
 
 def small_standard() -> Dataset:

@@ -46,12 +46,13 @@ from __future__ import annotations
 
 from .dataset import Dataset, WalletSpec
 from .faults import FAIL_KINDS, Faults
-from .fill import CTF_EXCHANGE, NEG_RISK_CTF_EXCHANGE, Fill
+from .fill import API_FIELDS, CTF_EXCHANGE, NEG_RISK_CTF_EXCHANGE, Fill
 from .identity import order_id
 from .ratelimit import TIERS
 from .server import DomeSimulator
 
 __all__ = [
+    "API_FIELDS",
     "CTF_EXCHANGE",
     "FAIL_KINDS",
     "NEG_RISK_CTF_EXCHANGE",

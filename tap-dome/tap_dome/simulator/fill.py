@@ -15,6 +15,27 @@ NEG_RISK_CTF_EXCHANGE = "0xc5d563a36ae78145c45a50134d48a1215220f80a"
 FillKey = tuple[int, str, int]
 
 
+# The fields of one fill as dome-api.md section 2 documents them, in the documented order.
+API_FIELDS: tuple[str, ...] = (
+    "token_id",
+    "token_label",
+    "side",
+    "market_slug",
+    "condition_id",
+    "shares",
+    "shares_normalized",
+    "price",
+    "block_number",
+    "log_index",
+    "tx_hash",
+    "title",
+    "timestamp",
+    "order_hash",
+    "user",
+    "taker",
+)
+
+
 @dataclass(slots=True)
 class Fill:
     """A fill with every field of dome-api.md section 2, plus simulator-only metadata.
