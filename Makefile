@@ -11,8 +11,8 @@ test: setup
 	bash scripts/test.sh
 
 lint: setup
-	.venv/bin/ruff check tap-dome tests bench
-	.venv/bin/ruff format --check tap-dome tests bench
+	.venv/bin/ruff check tap-dome tests bench plugins
+	.venv/bin/ruff format --check tap-dome tests bench plugins
 	cd tap-dome && ../.venv/bin/mypy tap_dome
 
 bench: setup
