@@ -109,6 +109,43 @@ def run_tap(info: dict[str, Any], workdir: Path, **settings: Any) -> tuple[int, 
     return fills, rate
 
 
+def run_pipeline(info: dict[str, Any], workdir: Path) -> int:
+    """`meltano run tap-dome target-duckdb` into a fresh DuckDB file; returns rows loaded."""
+    import duckdb
+
+    root = Path(__file__).resolve().parents[1]
+    database = workdir / "bench.duckdb"
+    database.unlink(missing_ok=True)
+    env = {
+        **os.environ,
+        "TAP_DOME_API_URL": info["url"],
+        "TAP_DOME_API_KEY": API_KEY,
+        "TAP_DOME_WALLETS": json.dumps(info["wallets"]),
+        "TAP_DOME_REQUESTS_PER_SECOND": "10000",
+        "TAP_DOME_REQUESTS_PER_10_SECONDS": "100000",
+        "DOME_DUCKDB_PATH": str(database),
+    }
+    subprocess.run(
+        [
+            str(root / ".venv/bin/meltano"),
+            "run",
+            "--state-id-suffix",
+            f"bench{time.time_ns()}",
+            "--full-refresh",
+            "tap-dome",
+            "target-duckdb",
+        ],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+    )
+    with duckdb.connect(str(database), read_only=True) as con:
+        row = con.sql("select count(*) from tap_dome.orders").fetchone()
+    return int(row[0]) if row else 0
+
+
 def timed(repeats: int, work: Callable[[], Any]) -> tuple[float, Any]:
     """Median wall seconds of `repeats` runs, and the last result."""
     seconds, result = [], None
@@ -147,6 +184,8 @@ def main() -> None:
             args.repeats, lambda: run_tap(info, workdir, **fast)
         )
         assert tap_fills == fills, (tap_fills, fills)
+        pipe_s, loaded = timed(args.repeats, lambda: run_pipeline(info, workdir))
+        assert loaded == fills, (loaded, fills)
         raw_rate = fills / raw_s
         rows.append(("raw client: fetch + parse pages", fills / raw_s, "1.00"))
         rows.append(
@@ -163,11 +202,21 @@ def main() -> None:
                 f"{(tap_fills / tap_s) / raw_rate:.2f}",
             )
         )
+        rows.append(
+            (
+                "meltano run tap-dome target-duckdb",
+                loaded / pipe_s,
+                f"{(loaded / pipe_s) / raw_rate:.2f}",
+            )
+        )
     print(
         f"\nRecords: {fills:,} fills, {args.repeats} runs each, medians (fills/s; ratio to raw client)"
     )
     for name, rate, ratio in rows:
-        print(f"  {name:<48} {rate:>10,.0f}   {ratio}")
+        print(f"  {name:<52} {rate:>10,.0f}   {ratio}")
+    print(
+        f"  whole extract-load vs tap-dome alone: {tap_s / pipe_s:.2f} of the tap's speed"
+    )
 
     # Concurrency under network latency: the same budget, one request at a time vs eight.
     latency = (
