@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Generator, Iterable
 from functools import cached_property
 from typing import Any
@@ -54,7 +55,7 @@ class OrdersStream(DomeStream):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._scheduler: FetchScheduler | None = None
-        self._remaining: list[str] = []
+        self._remaining: deque[str] = deque()
         self._progress: Progress | None = None
         self._wallet_states: dict[str, dict[str, Any]] = {}
         self._builder = RecordBuilder(frozenset(self.schema["properties"]))
@@ -133,7 +134,7 @@ class OrdersStream(DomeStream):
     def _scheduler_for(self, wallet: str) -> FetchScheduler:
         """The running scheduler, or a new one when syncs come out of the planned order."""
         if self._scheduler is not None and self._remaining and self._remaining[0] == wallet:
-            self._remaining.pop(0)
+            self._remaining.popleft()
             return self._scheduler
         self._shutdown()
         wallets = list(self.settings.wallets)
@@ -167,7 +168,7 @@ class OrdersStream(DomeStream):
             logger=self.logger,
             interval=settings.progress_interval,
         ).start()
-        self._remaining = order[1:]
+        self._remaining = deque(order[1:])
         self._last_state_at = time.monotonic()
         return self._scheduler
 
@@ -209,4 +210,4 @@ class OrdersStream(DomeStream):
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
-        self._remaining = []
+        self._remaining.clear()
