@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,180 @@ def test_loader_appends_every_row(make_pipeline) -> None:
     assert [(r[1], int(r[2]), r[3]) for r in rows] == [
         (e["title"], e["timestamp"], e["price"]) for e in expected
     ]
+
+
+AWKWARD_STRINGS = [
+    'A "quoted", title\nover two lines',
+    "cr\ronly",
+    "crlf\r\nend",
+    "tab\there",
+    "back\\slash\\",
+    "\\N",
+    "NULL",
+    " ",
+    "  padded  ",
+    "São Paulo, ünïcödé",
+    "台湾总统选举 2028：国民党会获胜吗？",
+    "emoji 🚀🇺🇸👩‍👩‍👧",
+    "single ' quote",
+    '"',
+    ",",
+    "\n",
+    '{"not": "json"}',
+    "nul\x00byte",
+    "\u2028\u2029",
+    "x" * 5000,
+]
+AWKWARD_EXTRA_FIELDS: list[Any] = [
+    None,
+    {},
+    [],
+    {"fee_rate_bps": 0},
+    {
+        "nested": {"a": [1, 2.5, None, True, "é🚀", "q\"uo'te\n"]},
+        "big": 123456789012345678901234567890,
+        "f": 0.1,
+    },
+    [1, "two", {"three": 3}],
+]
+
+
+def awkward_record(i: int) -> dict[str, Any]:
+    """A fill of tap-dome's schema whose every column takes awkward values as ``i`` varies."""
+    s = AWKWARD_STRINGS[i % len(AWKWARD_STRINGS)]
+    record: dict[str, Any] = {
+        "order_id": f"0xabc:{i}",
+        "wallet": "0x" + "a" * 40,
+        "user": s,
+        "taker": [None, "", s][i % 3],
+        "side": ["BUY", "SELL", "", None][i % 4],
+        "token_id": "" if i % 5 == 0 else str(10**76 + i * 7919),
+        "token_label": s[::-1],
+        "market_slug": s.upper(),
+        "condition_id": None,
+        "title": s,
+        "shares": [0, 17660000, 2**63 - 1, 2**63 + 5, 2**64 + 1, 10**30, -(2**63) - 1][
+            i % 7
+        ],
+        "shares_normalized": [17.66, 1e-7, 1e16, 0.30000000000000004, 5e-324, None][
+            i % 6
+        ],
+        "price": [0.9, 0.1, 1, 0, None, 0.123456789012345678, float("nan")][i % 7],
+        "tx_hash": "0x" + "b" * 64,
+        "log_index": [0, 1, None, 246][i % 4],
+        "block_number": 84315457 + i,
+        "order_hash": s if i % 2 else None,
+        "timestamp": 1_700_000_000 + i,
+        "filled_at": [
+            "2026-01-17T06:21:54Z",
+            "2026-01-17T06:21:54.123456Z",
+            "2026-01-17T06:21:54+00:00",
+            "2026-01-17 06:21:54",
+            "",
+            None,
+        ][i % 6],
+        "extra_fields": AWKWARD_EXTRA_FIELDS[i % len(AWKWARD_EXTRA_FIELDS)],
+        "not_in_schema": "ignored",
+    }
+    if i % 9 == 4:
+        del record["title"]  # a missing field is NULL
+    return record
+
+
+def expected_cell(column: str, value: Any) -> Any:
+    """What the raw table holds for ``value``: target-duckdb 0.8.0's rules, kept by the wrapper.
+
+    "" and null are NULL; objects and arrays are ``json.dumps`` text in a JSON column; date-times
+    are UTC without a zone; integers are exact (HUGEINT), numbers are the same double.
+    """
+    if value is None or value == "":
+        return None
+    if column == "extra_fields":
+        return json.dumps(value)
+    if column in ("filled_at", "_sdc_extracted_at"):
+        parsed = datetime.fromisoformat(value)
+        return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+    if column in ("shares_normalized", "price"):
+        return float(value)
+    return value
+
+
+def test_loader_keeps_awkward_values_cell_by_cell(make_pipeline) -> None:
+    """Every cell of the raw table equals its input value, for the values a CSV or JSON round
+    trip could spoil: quotes, commas, CR/LF, tabs, backslashes, NUL, unicode and emoji, null and
+    empty strings, 77-digit strings, integers beyond 64 bits (top level and nested), NaN, JSON
+    objects and arrays, time stamps; in several batches, with STATE only after each batch."""
+    schema = json.loads(
+        (ROOT_MELTANO.parents[2] / "tap-dome/tap_dome/schemas/orders.json").read_text()
+    )
+    pipe = make_pipeline(Dataset.custom([0]))
+    pipe.env_overrides["TARGET_DUCKDB_BATCH_SIZE_ROWS"] = "7"
+    records = [awkward_record(i) for i in range(45)]
+    messages: list[dict[str, Any]] = [
+        {
+            "type": "SCHEMA",
+            "stream": "orders",
+            "schema": schema,
+            "key_properties": ["order_id"],
+        }
+    ]
+    for i, record in enumerate(records):
+        message = {"type": "RECORD", "stream": "orders", "record": record}
+        if i % 4:
+            message["time_extracted"] = f"2026-11-28T17:48:{i:02d}.397024Z"
+        messages.append(message)
+        messages.append({"type": "STATE", "value": {"bookmarks": {"orders": {"n": i}}}})
+    started = datetime.now(UTC).replace(tzinfo=None)
+    proc = subprocess.run(
+        [str(ROOT_MELTANO), "invoke", "target-duckdb"],
+        cwd=ROOT_MELTANO.parents[2],
+        env=pipe.env(),
+        # json.dumps as a Singer tap writes it: NaN as a bare literal, big integers in full.
+        input="".join(json.dumps(m) + "\n" for m in messages),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    # A batch is committed when its 7th record arrives, before that record's STATE: each STATE
+    # covers only committed records, and the last one comes after the final partial batch.
+    states = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    covered = [s["bookmarks"]["orders"]["n"] for s in states]
+    assert covered == [5, 12, 19, 26, 33, 40, 44]
+
+    with pipe.connect() as con:
+        rel = con.sql('select * from tap_dome.orders order by "timestamp"')
+        columns, rows = rel.columns, rel.fetchall()
+        types = dict(
+            con.execute(
+                "select column_name, data_type from information_schema.columns "
+                "where table_schema = 'tap_dome' and table_name = 'orders'"
+            ).fetchall()
+        )
+    metadata = {"_sdc_extracted_at", "_sdc_batched_at", "_sdc_deleted_at"}
+    assert set(columns) == set(schema["properties"]) | metadata
+    assert types["token_id"] == "VARCHAR" and types["shares"] == "HUGEINT"
+    assert types["extra_fields"] == "JSON" and types["filled_at"] == "TIMESTAMP"
+    assert len(rows) == len(records)
+    finished = datetime.now(UTC).replace(tzinfo=None)
+    diffs = []
+    for record, message, row in zip(records, messages[1::2], rows, strict=True):
+        cells = dict(zip(columns, row, strict=True))
+        expected = {c: expected_cell(c, record.get(c)) for c in schema["properties"]}
+        expected["_sdc_extracted_at"] = expected_cell(
+            "_sdc_extracted_at", message.get("time_extracted")
+        )
+        expected["_sdc_deleted_at"] = None
+        for column, want in expected.items():
+            got = cells[column]
+            same = repr(got) == repr(want)  # repr: NaN equals NaN, 1 differs from 1.0
+            if not same:
+                diffs.append((record["order_id"], column, want, got))
+        assert started <= cells["_sdc_batched_at"] <= finished, cells["_sdc_batched_at"]
+    assert not diffs, (
+        f"{len(diffs)} cells differ, e.g. (order_id, column, want, got): {diffs[:5]}"
+    )
 
 
 def test_first_run_equals_the_simulator(make_pipeline) -> None:
