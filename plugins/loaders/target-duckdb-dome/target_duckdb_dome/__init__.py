@@ -9,9 +9,10 @@ import io
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 import target_duckdb
@@ -24,6 +25,7 @@ LOGGER = get_logger("target_duckdb")
 # orjson reads an integer literal outside [-2**63, 2**64) as a float, where the stdlib keeps
 # every digit: a record holding a float that large is read again with the stdlib.
 HUGE = 2.0**63
+NESTED = (dict, list)  # what JSON parses objects and arrays into
 
 
 def _sql_str(value: str) -> str:
@@ -82,7 +84,9 @@ def add_metadata_values_to_record(record_message: dict[str, Any]) -> dict[str, A
     """Upstream's metadata columns, with ``_sdc_batched_at`` in UTC instead of local time."""
     record = record_message["record"]
     record["_sdc_extracted_at"] = record_message.get("time_extracted")
-    record["_sdc_batched_at"] = datetime.now(UTC).replace(tzinfo=None).isoformat()
+    record["_sdc_batched_at"] = datetime.now(
+        UTC
+    ).isoformat()  # +00:00: DuckDB keeps the time
     record["_sdc_deleted_at"] = record.get("_sdc_deleted_at")
     return record
 
@@ -95,6 +99,9 @@ class AppendDbSync(db_sync.DbSync):
     arrays as ``json.dumps`` text (upstream's ``flatten_record``); every other value as it came.
     The INSERT reads every column as text and lets DuckDB cast it to the column's type, as the
     CSV COPY did; ``NULLIF(.., '')`` keeps upstream's "empty string is NULL".
+
+    Rows go to the batch file as they come rather than into a list: allocating and freeing a
+    batch of row objects cost as much as all the rest of the per-record work.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -105,6 +112,9 @@ class AppendDbSync(db_sync.DbSync):
             for name, schema in self.flatten_schema.items()
             if set(schema.get("type", ())) == {"null", "object", "array"}
         }
+        self.temp_dir = self.connection_config.get("temp_dir", tempfile.gettempdir())
+        self.batch: BinaryIO | None = None
+        self.batch_path = ""
 
     def flatten(self, record: dict[str, Any]) -> dict[str, Any]:
         """Upstream's ``flatten_record``; in place, and quicker, for a flat schema."""
@@ -112,33 +122,45 @@ class AppendDbSync(db_sync.DbSync):
             return db_sync.flatten_record(
                 record, self.flatten_schema, max_level=self.data_flattening_max_level
             )
+        dump_always = self.dump_always
         for key, value in record.items():
-            kind = value.__class__
-            if kind is dict or kind is list or key in self.dump_always:
+            if value.__class__ in NESTED or key in dump_always:
                 record[key] = json.dumps(value)
         return record
 
-    def load_rows(self, rows: Iterable[bytes], count: int, temp_dir: str) -> None:
-        stream = self.stream_schema_message["stream"]
-        table = self.table_name(stream, False)
+    def append(self, row: bytes) -> None:
+        if self.batch is None:
+            name = self.table_name(self.stream_schema_message["stream"], True)
+            self.batch_path = os.path.join(self.temp_dir, f"{name}.ndjson")
+            self.batch = open(self.batch_path, "wb", buffering=1 << 20)  # noqa: SIM115
+        self.batch.write(row)
+
+    def load_rows(self, records: object, count: int, temp_dir: str) -> None:
+        """Load the batch file (called by upstream's ``flush_records``; no records in memory)."""
+        table = self.table_name(self.stream_schema_message["stream"], False)
         self.logger.info("Loading %d rows into '%s'", count, table)
-        path = os.path.join(temp_dir, f"{self.table_name(stream, True)}.ndjson")
         names = list(self.flatten_schema)
         columns = ", ".join(f"{_sql_str(name)}: 'VARCHAR'" for name in names)
         values = ", ".join(f"NULLIF({_sql_ident(name)}, '')" for name in names)
+        assert self.batch is not None
+        self.batch.close()
         try:
-            with open(path, "wb") as f:
-                f.writelines(rows)
             # One statement: the batch is committed whole or not at all.
             self.conn.execute(
                 f"INSERT INTO {table} ({', '.join(self.column_names())}) "
-                f"SELECT {values} FROM read_json({_sql_str(path)}, "
+                f"SELECT {values} FROM read_json({_sql_str(self.batch_path)}, "
                 f"format = 'newline_delimited', columns = {{{columns}}}, "
                 f"maximum_object_size = {1 << 30})"
             )
         finally:
-            if os.path.exists(path):
-                os.unlink(path)
+            self.discard()
+
+    def discard(self) -> None:
+        """Close and delete the batch file, if any."""
+        if self.batch is not None:
+            self.batch.close()
+            os.unlink(self.batch_path)
+            self.batch = None
 
 
 def _parse(line: bytes) -> tuple[Any, Callable[[dict[str, Any]], bytes]]:
@@ -164,12 +186,11 @@ def _parse(line: bytes) -> tuple[Any, Callable[[dict[str, Any]], bytes]]:
 
 
 def _holds_huge_float(values: dict[str, Any] | list[Any]) -> bool:
-    for value in values.values() if isinstance(values, dict) else values:
-        kind = value.__class__
-        if kind is float:
+    for value in values.values() if values.__class__ is dict else values:
+        if value.__class__ is float:
             if not -HUGE < value < HUGE:
                 return True
-        elif (kind is dict or kind is list) and _holds_huge_float(value):
+        elif value.__class__ in NESTED and _holds_huge_float(value):
             return True
     return False
 
@@ -201,7 +222,10 @@ def persist_append_only(
     flushed_state: Any = None
     syncs: dict[str, AppendDbSync] = {}
     validators: dict[str, Draft7Validator] = {}
-    batches: dict[str, dict[int, bytes]] = {}
+    # Upstream's records-to-load dict, one entry per stream that has had a record:
+    # flush_streams iterates its keys and empties its values. Ours stay empty: the rows are in
+    # each stream's batch file (AppendDbSync.append).
+    pending: dict[str, dict[str, Any]] = {}
     row_count: dict[str, int] = {}
     batch_size_rows = config.get(
         "batch_size_rows", target_duckdb.DEFAULT_BATCH_SIZE_ROWS
@@ -210,93 +234,101 @@ def persist_append_only(
     validate = config.get("validate_records")
     flush_all = config.get("flush_all_streams")
 
-    for line in lines:
-        message, to_row = _parse(line)
-        if "type" not in message:
-            raise SingerMessageError(f"Line is missing required key 'type': {line!r}")
-        kind = message["type"]
+    try:
+        for line in lines:
+            message, to_row = _parse(line)
+            if "type" not in message:
+                raise SingerMessageError(
+                    f"Line is missing required key 'type': {line!r}"
+                )
+            kind = message["type"]
 
-        if kind == "RECORD":
-            if "stream" not in message:
-                raise SingerMessageError(
-                    f"Line is missing required key 'stream': {line!r}"
+            if kind == "RECORD":
+                if "stream" not in message:
+                    raise SingerMessageError(
+                        f"Line is missing required key 'stream': {line!r}"
+                    )
+                stream = message["stream"]
+                if stream not in syncs:
+                    raise SingerMessageError(
+                        f"A record for stream {stream} was encountered before a corresponding schema"
+                    )
+                if validate:
+                    _validate(validators[stream], message["record"])
+                record = (
+                    add_metadata_values_to_record(message)
+                    if add_metadata
+                    else message["record"]
                 )
-            stream = message["stream"]
-            if stream not in syncs:
-                raise SingerMessageError(
-                    f"A record for stream {stream} was encountered before a corresponding schema"
+                syncs[stream].append(to_row(syncs[stream].flatten(record)))
+                pending.setdefault(stream, {})
+                row_count[stream] += 1
+                if row_count[stream] >= batch_size_rows:
+                    flushed_state = target_duckdb.flush_streams(
+                        pending,
+                        row_count,
+                        syncs,
+                        config,
+                        state,
+                        flushed_state,
+                        filter_streams=None if flush_all else [stream],
+                    )
+                    target_duckdb.emit_state(copy.deepcopy(flushed_state))
+
+            elif kind == "STATE":
+                LOGGER.debug("Setting state to %s", message["value"])
+                state = message["value"]
+                if not flushed_state:
+                    flushed_state = copy.deepcopy(state)
+
+            elif kind == "SCHEMA":
+                if "stream" not in message:
+                    raise SingerMessageError(
+                        f"Line is missing required key 'stream': {line!r}"
+                    )
+                stream = message["stream"]
+                schema = target_duckdb.float_to_decimal(message["schema"])
+                validators[stream] = Draft7Validator(
+                    schema, format_checker=FormatChecker()
                 )
-            if validate:
-                _validate(validators[stream], message["record"])
-            record = (
-                add_metadata_values_to_record(message)
-                if add_metadata
-                else message["record"]
+                if row_count.get(stream, 0) > 0:
+                    flushed_state = target_duckdb.flush_streams(
+                        pending, row_count, syncs, config, state, flushed_state
+                    )
+                    target_duckdb.emit_state(flushed_state)
+                if "key_properties" not in message:
+                    raise SingerMessageError("key_properties field is required")
+                if message["key_properties"]:
+                    LOGGER.info(
+                        "append_only: loading stream %s without key properties %s",
+                        stream,
+                        message["key_properties"],
+                    )
+                    message["key_properties"] = []
+                if add_metadata:
+                    message = target_duckdb.add_metadata_columns_to_schema(message)
+                syncs[stream] = AppendDbSync(connection, config, message)
+                syncs[stream].create_schema_if_not_exists()
+                syncs[stream].sync_table()
+                row_count[stream] = 0
+
+            elif kind == "ACTIVATE_VERSION":
+                LOGGER.debug("ACTIVATE_VERSION message")
+                if not flushed_state:
+                    flushed_state = copy.deepcopy(state)
+
+            else:
+                raise SingerMessageError(
+                    f"Unknown message type {kind} in message {message}"
+                )
+
+        if sum(row_count.values()) > 0:
+            flushed_state = target_duckdb.flush_streams(
+                pending, row_count, syncs, config, state, flushed_state
             )
-            batch = batches.setdefault(stream, {})
-            batch[len(batch)] = to_row(syncs[stream].flatten(record))
-            row_count[stream] = len(batch)
-            if row_count[stream] >= batch_size_rows:
-                flushed_state = target_duckdb.flush_streams(
-                    batches,
-                    row_count,
-                    syncs,
-                    config,
-                    state,
-                    flushed_state,
-                    filter_streams=None if flush_all else [stream],
-                )
-                target_duckdb.emit_state(copy.deepcopy(flushed_state))
-
-        elif kind == "STATE":
-            LOGGER.debug("Setting state to %s", message["value"])
-            state = message["value"]
-            if not flushed_state:
-                flushed_state = copy.deepcopy(state)
-
-        elif kind == "SCHEMA":
-            if "stream" not in message:
-                raise SingerMessageError(
-                    f"Line is missing required key 'stream': {line!r}"
-                )
-            stream = message["stream"]
-            schema = target_duckdb.float_to_decimal(message["schema"])
-            validators[stream] = Draft7Validator(schema, format_checker=FormatChecker())
-            if row_count.get(stream, 0) > 0:
-                flushed_state = target_duckdb.flush_streams(
-                    batches, row_count, syncs, config, state, flushed_state
-                )
-                target_duckdb.emit_state(flushed_state)
-            if "key_properties" not in message:
-                raise SingerMessageError("key_properties field is required")
-            if message["key_properties"]:
-                LOGGER.info(
-                    "append_only: loading stream %s without key properties %s",
-                    stream,
-                    message["key_properties"],
-                )
-                message["key_properties"] = []
-            if add_metadata:
-                message = target_duckdb.add_metadata_columns_to_schema(message)
-            syncs[stream] = AppendDbSync(connection, config, message)
-            syncs[stream].create_schema_if_not_exists()
-            syncs[stream].sync_table()
-            row_count[stream] = 0
-
-        elif kind == "ACTIVATE_VERSION":
-            LOGGER.debug("ACTIVATE_VERSION message")
-            if not flushed_state:
-                flushed_state = copy.deepcopy(state)
-
-        else:
-            raise SingerMessageError(
-                f"Unknown message type {kind} in message {message}"
-            )
-
-    if sum(row_count.values()) > 0:
-        flushed_state = target_duckdb.flush_streams(
-            batches, row_count, syncs, config, state, flushed_state
-        )
+    finally:
+        for sync in syncs.values():
+            sync.discard()  # a batch left by an error
     target_duckdb.emit_state(copy.deepcopy(flushed_state))
 
 
@@ -341,10 +373,10 @@ def resolve_path(config: dict[str, Any]) -> None:
 
 # DuckDB settings for a loader that commits a batch of a few thousand rows at a time, on a
 # machine it shares with the tap and Meltano (the `settings` config overrides them):
-# - one thread: a batch is too small to gain from more, and idle threads spin;
-# - checkpoint after 256 MB of WAL instead of 16 MB: each checkpoint rewrites the table's last
-#   row group, so with 16 MB most of the load was re-checkpointing. A commit is as durable
-#   either way (it is in the WAL); closing the connection checkpoints what is left.
+# - one thread while loading: a batch is too small to gain from more, and idle threads spin;
+# - checkpoint after 256 MB of WAL instead of 16 MB: each checkpoint re-writes the table's
+#   last row group, and with 16 MB that was half of the time spent in DuckDB. A commit is as
+#   durable either way (it is in the WAL); closing the connection checkpoints the rest.
 DUCKDB_SETTINGS = {"threads": 1, "checkpoint_threshold": "256MB"}
 
 
@@ -365,13 +397,16 @@ def main() -> None:
             config = json.load(f)
     patch()
     resolve_path(config)
-    config["settings"] = {**DUCKDB_SETTINGS, **(config.get("settings") or {})}
+    settings = config.get("settings") or {}
+    config["settings"] = {**DUCKDB_SETTINGS, **settings}
     connection = target_duckdb.duckdb_connect(config)
     if config.get("append_only", True):
         persist_append_only(connection, config, sys.stdin.buffer)
     else:
         lines = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8")
         target_duckdb.persist_lines(connection, config, lines)
+    if "threads" not in settings:
+        connection.execute("RESET threads")  # for the final checkpoint: all cores
     connection.close()
 
 
