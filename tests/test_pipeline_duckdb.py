@@ -252,7 +252,9 @@ def test_loader_keeps_awkward_values_cell_by_cell(make_pipeline) -> None:
         if i % 4:
             message["time_extracted"] = f"2026-11-28T17:48:{i:02d}.397024Z"
         messages.append(message)
-        messages.append({"type": "STATE", "value": {"bookmarks": {"orders": {"n": i}}}})
+        # A bookmark beyond 64 bits must come back with every digit.
+        bookmark = {"n": i, "block": 2**70 + i}
+        messages.append({"type": "STATE", "value": {"bookmarks": {"orders": bookmark}}})
     started = datetime.now(UTC).replace(tzinfo=None)
     proc = subprocess.run(
         [str(ROOT_MELTANO), "invoke", "target-duckdb"],
@@ -269,8 +271,10 @@ def test_loader_keeps_awkward_values_cell_by_cell(make_pipeline) -> None:
     # A batch is committed when its 7th record arrives, before that record's STATE: each STATE
     # covers only committed records, and the last one comes after the final partial batch.
     states = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-    covered = [s["bookmarks"]["orders"]["n"] for s in states]
-    assert covered == [5, 12, 19, 26, 33, 40, 44]
+    assert states == [
+        {"bookmarks": {"orders": {"n": n, "block": 2**70 + n}}}
+        for n in (5, 12, 19, 26, 33, 40, 44)
+    ]
 
     with pipe.connect() as con:
         rel = con.sql('select * from tap_dome.orders order by "timestamp"')

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
@@ -23,7 +23,8 @@ from target_duckdb.logger import get_logger
 LOGGER = get_logger("target_duckdb")
 
 # orjson reads an integer literal outside [-2**63, 2**64) as a float, where the stdlib keeps
-# every digit: a record holding a float that large is read again with the stdlib.
+# every digit: a message holding a float that large (in a record, a state, a schema) is read
+# again with the stdlib.
 HUGE = 2.0**63
 NESTED = (dict, list)  # what JSON parses objects and arrays into
 
@@ -117,15 +118,22 @@ class AppendDbSync(db_sync.DbSync):
         self.batch_path = ""
 
     def flatten(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Upstream's ``flatten_record``; in place, and quicker, for a flat schema."""
+        """The values upstream writes to its CSV: ``flatten_record``'s (in place, and quicker,
+        for a flat schema), and booleans as ``str`` makes them."""
+        dump_always: Container[str] = self.dump_always
         if self.data_flattening_max_level:
-            return db_sync.flatten_record(
+            record = db_sync.flatten_record(
                 record, self.flatten_schema, max_level=self.data_flattening_max_level
             )
-        dump_always = self.dump_always
+            dump_always = ()  # done by flatten_record
         for key, value in record.items():
-            if value.__class__ in NESTED or key in dump_always:
+            kind = value.__class__
+            if kind in NESTED or key in dump_always:
                 record[key] = json.dumps(value)
+            elif (
+                kind is bool
+            ):  # as in upstream's CSV: "True" (DuckDB would write "true")
+                record[key] = str(value)
         return record
 
     def append(self, row: bytes) -> None:
@@ -174,9 +182,7 @@ def _parse(line: bytes) -> tuple[Any, Callable[[dict[str, Any]], bytes]]:
         message = orjson.loads(line)
     except orjson.JSONDecodeError:
         message = None
-    if message is not None and not (
-        message.get("type") == "RECORD" and _holds_huge_float(message["record"])
-    ):
+    if message.__class__ is dict and not _holds_huge_float(message):
         return message, _orjson_row
     try:
         return json.loads(line), _stdlib_row
