@@ -85,9 +85,8 @@ def add_metadata_values_to_record(record_message: dict[str, Any]) -> dict[str, A
     """Upstream's metadata columns, with ``_sdc_batched_at`` in UTC instead of local time."""
     record = record_message["record"]
     record["_sdc_extracted_at"] = record_message.get("time_extracted")
-    record["_sdc_batched_at"] = datetime.now(
-        UTC
-    ).isoformat()  # +00:00: DuckDB keeps the time
+    # Its "+00:00" leaves the value of a TIMESTAMP column as it is.
+    record["_sdc_batched_at"] = datetime.now(UTC).isoformat()
     record["_sdc_deleted_at"] = record.get("_sdc_deleted_at")
     return record
 
@@ -101,8 +100,8 @@ class AppendDbSync(db_sync.DbSync):
     The INSERT reads every column as text and lets DuckDB cast it to the column's type, as the
     CSV COPY did; ``NULLIF(.., '')`` keeps upstream's "empty string is NULL".
 
-    Rows go to the batch file as they come rather than into a list: allocating and freeing a
-    batch of row objects cost as much as all the rest of the per-record work.
+    Rows go to the batch file as they come rather than into a list: memory stays flat, and
+    allocating and freeing a batch of row objects cost more than writing them.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -130,9 +129,8 @@ class AppendDbSync(db_sync.DbSync):
             kind = value.__class__
             if kind in NESTED or key in dump_always:
                 record[key] = json.dumps(value)
-            elif (
-                kind is bool
-            ):  # as in upstream's CSV: "True" (DuckDB would write "true")
+            elif kind is bool:
+                # As in upstream's CSV: "True" (DuckDB would read JSON true as "true").
                 record[key] = str(value)
         return record
 
