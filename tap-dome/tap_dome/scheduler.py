@@ -89,7 +89,6 @@ class FetchScheduler:
         self._top: dict[str, list[WindowJob]] = {}
         self._fatal: BaseException | None = None
         self._closed = False
-        self.expected_fills = 0
         for index, (wallet, window) in enumerate(plans):
             jobs = [] if window is None else [WindowJob(wallet, window, (index,))]
             self._top[wallet] = jobs
@@ -228,7 +227,6 @@ class FetchScheduler:
                 self._pages_held -= 1  # the probe page is dropped
                 self._split(job, children)
                 return
-            self.expected_fills += estimate
         job.paginator.advance(response)
         if page.orders:
             job.pages.append(page.orders)
