@@ -73,6 +73,25 @@ def bookmarks(state: dict[str, Any]) -> dict[str, object]:
     }
 
 
+def invoke_loader(
+    pipe: Any, messages: list[dict[str, Any]]
+) -> subprocess.CompletedProcess[str]:
+    """Pipe Singer messages into `meltano invoke target-duckdb` in the pipeline's project.
+
+    json.dumps as a Singer tap writes them: NaN as a bare literal, big integers in full.
+    """
+    return subprocess.run(
+        [str(ROOT_MELTANO), "invoke", "target-duckdb"],
+        cwd=ROOT_MELTANO.parents[2],
+        env=pipe.env(),
+        input="".join(json.dumps(m) + "\n" for m in messages),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def test_loader_appends_every_row(make_pipeline) -> None:
     """Hand-written Singer messages through the project's target-duckdb (the wrapper): the first
     row of every batch is kept (upstream 0.8.0 drops it with duckdb >= 1.3), duplicates are kept
@@ -108,16 +127,7 @@ def test_loader_appends_every_row(make_pipeline) -> None:
         expected.append(record)
         messages.append({"type": "RECORD", "stream": "orders", "record": record})
         messages.append({"type": "STATE", "value": {"bookmarks": {"orders": {"n": i}}}})
-    proc = subprocess.run(
-        [str(ROOT_MELTANO), "invoke", "target-duckdb"],
-        cwd=ROOT_MELTANO.parents[2],
-        env=pipe.env(),
-        input="".join(json.dumps(m) + "\n" for m in messages),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = invoke_loader(pipe, messages)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {
         "bookmarks": {"orders": {"n": 9}}
@@ -256,17 +266,7 @@ def test_loader_keeps_awkward_values_cell_by_cell(make_pipeline) -> None:
         bookmark = {"n": i, "block": 2**70 + i}
         messages.append({"type": "STATE", "value": {"bookmarks": {"orders": bookmark}}})
     started = datetime.now(UTC).replace(tzinfo=None)
-    proc = subprocess.run(
-        [str(ROOT_MELTANO), "invoke", "target-duckdb"],
-        cwd=ROOT_MELTANO.parents[2],
-        env=pipe.env(),
-        # json.dumps as a Singer tap writes it: NaN as a bare literal, big integers in full.
-        input="".join(json.dumps(m) + "\n" for m in messages),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = invoke_loader(pipe, messages)
     assert proc.returncode == 0, proc.stderr[-4000:]
     # A batch is committed when its 7th record arrives, before that record's STATE: each STATE
     # covers only committed records, and the last one comes after the final partial batch.
