@@ -63,7 +63,14 @@ def installed() -> None:
 
 
 class Pipeline:
-    """One isolated deployment of the project: its DuckDB file, its state, its wallet list."""
+    """One isolated deployment of the project: its DuckDB file, its state, its wallet list.
+
+    Subclasses for another warehouse set the three class attributes below.
+    """
+
+    meltano_options: tuple[str, ...] = ()  # e.g. ("--environment=bqtest",)
+    pipeline: tuple[str, ...] = PIPELINE
+    state_id: str = STATE_ID
 
     def __init__(self, workdir: Path, sim: DomeSimulator, wallets: list[str]) -> None:
         self.workdir = workdir
@@ -120,7 +127,7 @@ class Pipeline:
         log = self._log(args[0])
         with log.open("w") as out:
             proc = subprocess.run(
-                [str(MELTANO), *args],
+                [str(MELTANO), *self.meltano_options, *args],
                 cwd=ROOT,
                 env=self.env(),
                 stdout=out,
@@ -135,8 +142,8 @@ class Pipeline:
     def run(
         self, *options: str, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
-        """``meltano run [OPTIONS] tap-dome target-duckdb dbt-duckdb:build``; must exit 0."""
-        proc = self.meltano("run", *options, *PIPELINE, timeout=timeout)
+        """``meltano run [OPTIONS] <the pipeline>``; must exit 0."""
+        proc = self.meltano("run", *options, *self.pipeline, timeout=timeout)
         assert proc.returncode == 0, (
             f"meltano run failed ({proc.returncode}):\n{proc.stdout[-6000:]}"
         )
@@ -147,7 +154,7 @@ class Pipeline:
         log = self._log("run-bg")
         out = log.open("w")
         proc = subprocess.Popen(
-            [str(MELTANO), "run", *options, *PIPELINE],
+            [str(MELTANO), *self.meltano_options, "run", *options, *self.pipeline],
             cwd=ROOT,
             env=self.env(),
             stdout=out,
@@ -159,7 +166,7 @@ class Pipeline:
 
     def state(self) -> dict[str, Any]:
         """``meltano state get`` of the pipeline's state id, parsed."""
-        proc = self.meltano("state", "get", STATE_ID, timeout=120)
+        proc = self.meltano("state", "get", self.state_id, timeout=120)
         assert proc.returncode == 0, proc.stdout[-3000:]
         # The JSON is the last non-log line(s) of the output.
         text = proc.stdout

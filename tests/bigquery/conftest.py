@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import re
 import subprocess
@@ -26,7 +25,7 @@ import pytest
 from tap_dome.simulator import Dataset, DomeSimulator
 
 from tests.bigquery import bq_harness
-from tests.conftest import MELTANO, ROOT, Pipeline
+from tests.conftest import ROOT, Pipeline
 
 ENVIRONMENT = "bqtest"
 BQ_PIPELINE = ("tap-dome", "target-bigquery", "dbt-bigquery:build")
@@ -85,6 +84,10 @@ def norm(value: Any) -> Any:
 class BqPipeline(Pipeline):
     """One isolated deployment on the emulators: raw dataset, dbt dataset, Meltano state."""
 
+    meltano_options = (f"--environment={ENVIRONMENT}",)
+    pipeline = BQ_PIPELINE
+    state_id = BQ_STATE_ID
+
     def __init__(
         self,
         workdir: Path,
@@ -122,55 +125,12 @@ class BqPipeline(Pipeline):
         env.update(self.env_overrides)
         return env
 
-    def meltano(
-        self, *args: str, timeout: float = 300
-    ) -> subprocess.CompletedProcess[str]:
-        return super().meltano(f"--environment={ENVIRONMENT}", *args, timeout=timeout)
-
-    def run(
-        self, *options: str, timeout: float = 300
-    ) -> subprocess.CompletedProcess[str]:
-        """``meltano --environment=bqtest run [OPTIONS] tap-dome target-bigquery dbt-bigquery:build``."""
-        proc = self.meltano("run", *options, *BQ_PIPELINE, timeout=timeout)
-        assert proc.returncode == 0, (
-            f"meltano run failed ({proc.returncode}):\n{proc.stdout[-6000:]}"
-        )
-        return proc
-
     def run_fails(self, *options: str) -> subprocess.CompletedProcess[str]:
-        proc = self.meltano("run", *options, *BQ_PIPELINE, timeout=300)
+        proc = self.meltano("run", *options, *self.pipeline, timeout=300)
         assert proc.returncode != 0, (
             f"meltano run should have failed:\n{proc.stdout[-4000:]}"
         )
         return proc
-
-    def start(self, *options: str) -> tuple[subprocess.Popen[bytes], Path]:
-        """Start the run in its own process group (so it can be killed whole)."""
-        log = self._log("run-bg")
-        with log.open("w") as out:
-            proc = subprocess.Popen(
-                [
-                    str(MELTANO),
-                    f"--environment={ENVIRONMENT}",
-                    "run",
-                    *options,
-                    *BQ_PIPELINE,
-                ],
-                cwd=ROOT,
-                env=self.env(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return proc, log
-
-    def state(self) -> dict[str, Any]:
-        proc = self.meltano("state", "get", BQ_STATE_ID, timeout=120)
-        assert proc.returncode == 0, proc.stdout[-3000:]
-        start = proc.stdout.find("{")
-        assert start >= 0, f"no state in:\n{proc.stdout[-3000:]}"
-        state, _ = json.JSONDecoder().raw_decode(proc.stdout[start:])
-        return dict(state)
 
     def stored_state_rows(self) -> list[dict[str, Any]]:
         """The rows of Meltano's state table for this pipeline (read directly, no Meltano)."""
