@@ -11,9 +11,10 @@ test: setup
 	bash scripts/test.sh
 
 lint: setup
-	.venv/bin/ruff check tap-dome tests bench plugins
-	.venv/bin/ruff format --check tap-dome tests bench plugins
+	.venv/bin/ruff check tap-dome dome-simulator tests bench plugins
+	.venv/bin/ruff format --check tap-dome dome-simulator tests bench plugins
 	cd tap-dome && ../.venv/bin/mypy tap_dome
+	cd dome-simulator && ../.venv/bin/mypy dome_simulator
 
 bench: setup
 	.venv/bin/python bench/run.py

@@ -33,7 +33,7 @@ def simulator(*extra: str) -> Iterator[dict[str, Any]]:
         [
             sys.executable,
             "-m",
-            "tap_dome.simulator",
+            "dome_simulator",
             "--port",
             "0",
             "--api-key",

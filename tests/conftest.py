@@ -18,7 +18,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from tap_dome.simulator import API_FIELDS, Dataset, DomeSimulator
+from dome_simulator import API_FIELDS, Dataset, DomeSimulator
 
 ROOT = Path(__file__).resolve().parents[1]
 MELTANO = ROOT / ".venv" / "bin" / "meltano"

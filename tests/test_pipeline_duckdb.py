@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tap_dome.simulator import Dataset, WalletSpec
+from dome_simulator import Dataset, WalletSpec
 
 pytestmark = pytest.mark.timeout(600)
 ROOT_MELTANO = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "meltano"

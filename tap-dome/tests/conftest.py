@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tap_dome.simulator import Dataset, DomeSimulator
+from dome_simulator import Dataset, DomeSimulator
 
 API_KEY = "sim-secret-key-0123456789"
 TAP = [sys.executable, "-m", "tap_dome.tap"]

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import TAP, _env, _write_args, bookmarks, run_tap, start_tap, tap_config, truth_ids
-
-from tap_dome.simulator import Dataset
+from dome_simulator import Dataset
 
 PAGE = 100
 MAX_WINDOW_FILLS = 1000

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 from conftest import API_KEY, bookmarks, run_tap, tap_config, truth_ids
+from dome_simulator import API_FIELDS, Dataset
 
 from tap_dome.records import order_id
-from tap_dome.simulator import API_FIELDS, Dataset
 
 PAGE = 50
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tap_dome.simulator import Dataset, DomeSimulator
+from dome_simulator import Dataset, DomeSimulator
 
 from tests.bigquery import bq_harness
 from tests.conftest import ROOT, Pipeline

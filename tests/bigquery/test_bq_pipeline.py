@@ -14,7 +14,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from tap_dome.simulator import Dataset
+from dome_simulator import Dataset
 
 from tests.bigquery.conftest import BQ_STATE_ID, BUCKET, BqPipeline, norm
 from tests.test_pipeline_duckdb import LOAD_COLUMNS, bookmarks, small_standard, wait_for

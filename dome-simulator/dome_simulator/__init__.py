@@ -2,7 +2,7 @@
 
 It follows /work/shared/dome-api.md (auth, parameters, keyset and offset paging,
 error bodies, newest-first order) and adds switchable faults (faults.py), a rate
-limiter (ratelimit.py), request statistics (stats.py) and an HTTP control plane
+limiter (server_limits.py), request statistics (stats.py) and an HTTP control plane
 under ``/_sim``. Used by tests, end-to-end pipelines, benchmarks and the no-key demo.
 
 Time, visibility and ``advance``
@@ -34,12 +34,12 @@ clear first), ``POST /_sim/clear_faults``. Bad arguments give 400 ``{"error", "m
 
 Quick use::
 
-    from tap_dome.simulator import DomeSimulator, Dataset
+    from dome_simulator import DomeSimulator, Dataset
     with DomeSimulator(seed=7, dataset=Dataset.standard(seed=7, page=50, large=2000)) as sim:
         url = sim.base_url                    # "http://127.0.0.1:<port>/v1"
         expected = sim.truth(sim.wallets[3])  # rows plus "order_id"
 
-Command line: ``python -m tap_dome.simulator --help`` (also ``dome-simulator``).
+Command line: ``python -m dome_simulator --help`` (also ``dome-simulator``).
 """
 
 from __future__ import annotations
@@ -48,15 +48,15 @@ from .dataset import Dataset, WalletSpec
 from .faults import FAIL_KINDS, Faults
 from .fill import API_FIELDS, CTF_EXCHANGE, NEG_RISK_CTF_EXCHANGE, Fill
 from .identity import order_id
-from .ratelimit import TIERS
 from .server import DomeSimulator
+from .server_limits import TIER_LIMITS
 
 __all__ = [
     "API_FIELDS",
     "CTF_EXCHANGE",
     "FAIL_KINDS",
     "NEG_RISK_CTF_EXCHANGE",
-    "TIERS",
+    "TIER_LIMITS",
     "Dataset",
     "DomeSimulator",
     "Faults",

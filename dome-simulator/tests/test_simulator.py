@@ -18,7 +18,7 @@ import orjson
 import pytest
 import requests
 
-from tap_dome.simulator import (
+from dome_simulator import (
     CTF_EXCHANGE,
     FAIL_KINDS,
     Dataset,
@@ -604,7 +604,7 @@ def test_stop_is_prompt_and_idempotent() -> None:
 def test_cli_prints_json_and_exits_cleanly(tmp_path: Path) -> None:
     wallets_file = tmp_path / "wallets.txt"
     command = [
-        sys.executable, "-m", "tap_dome.simulator", "--port", "0", "--seed", "5",
+        sys.executable, "-m", "dome_simulator", "--port", "0", "--seed", "5",
         "--profile", "demo", "--rate-limit", "dev", "--latency-ms", "0-2",
         "--api-key", KEY, "--wallets-out", str(wallets_file),
     ]  # fmt: skip

@@ -20,14 +20,14 @@ from .clock import SimClock
 from .dataset import Dataset
 from .faults import FaultController, Faults
 from .identity import order_id
-from .ratelimit import parse_rate_limit, retry_after_seconds
 from .responses import Response, error, json_response
+from .server_limits import parse_rate_limit, retry_after_header
 from .stats import RequestStats
 from .store import Store, legacy_row
 
-__all__ = ["ORDERS_PATH", "SimulatorCore"]
+__all__ = ["API_ORDERS_ROUTE", "SimulatorCore"]
 
-ORDERS_PATH = "/v1/polymarket/orders"
+API_ORDERS_ROUTE = "/v1/polymarket/orders"
 _HTML_502 = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     b"<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n"
@@ -215,7 +215,7 @@ class SimulatorCore:
         params: Mapping[str, Sequence[str]],
         authorization: str | None,
     ) -> Response:
-        if route != ORDERS_PATH:
+        if route != API_ORDERS_ROUTE:
             return error(404, "Not Found", "route not found")
         if method != "GET":
             return error(405, "Method Not Allowed", f"{method} is not allowed here; use GET")
@@ -242,7 +242,7 @@ class SimulatorCore:
     def _too_many(faults: Faults, wait: float) -> Response:
         headers: tuple[tuple[str, str], ...] = ()
         if faults.retry_after == "auto":
-            headers = (("Retry-After", str(retry_after_seconds(wait))),)
+            headers = (("Retry-After", str(retry_after_header(wait))),)
         elif faults.retry_after is not None:
             headers = (("Retry-After", str(faults.retry_after)),)
         return error(429, "Too Many Requests", "Rate limit exceeded", headers=headers)

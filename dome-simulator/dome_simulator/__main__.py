@@ -17,8 +17,8 @@ from types import FrameType
 import orjson
 
 from .dataset import Dataset
-from .ratelimit import TIERS, parse_rate_limit
 from .server import DomeSimulator
+from .server_limits import TIER_LIMITS, parse_rate_limit
 
 PROFILES = ("standard", "demo", "bench")
 
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bench-wallets", type=int, default=10, help="bench: wallet count")
     parser.add_argument("--bench-fills", type=int, default=10_000, help="bench: fills per wallet")
     parser.add_argument(
-        "--rate-limit", choices=[*TIERS, "none"], default="none", help="API tier to enforce"
+        "--rate-limit", choices=[*TIER_LIMITS, "none"], default="none", help="API tier to enforce"
     )
     parser.add_argument("--latency-ms", type=_latency, default=(0.0, 0.0), metavar="MS[-MAX]")
     parser.add_argument("--api-key", default="sim-key")
@@ -68,7 +68,7 @@ def _dataset(args: argparse.Namespace) -> Dataset:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m tap_dome.simulator`` and ``dome-simulator``."""
+    """Entry point of ``python -m dome_simulator`` and ``dome-simulator``."""
     args = build_parser().parse_args(argv)
     stop = threading.Event()
 
