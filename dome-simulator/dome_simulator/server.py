@@ -142,8 +142,19 @@ class DomeSimulator(SimulatorCore):
         host: str = "127.0.0.1",
         port: int = 0,
         retry_after: int | str | None = "auto",
+        data_lag: float = 0.0,
+        frozen_now: float | None = None,
     ) -> None:
-        super().__init__(seed, api_key, dataset, rate_limit, latency, retry_after=retry_after)
+        super().__init__(
+            seed,
+            api_key,
+            dataset,
+            rate_limit,
+            latency,
+            retry_after=retry_after,
+            data_lag=data_lag,
+            frozen_now=frozen_now,
+        )
         self.host = host
         self.port = port
         self._server: _Server | None = None

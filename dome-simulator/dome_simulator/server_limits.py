@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 __all__ = ["TIER_LIMITS", "SlidingWindowLimiter", "parse_rate_limit", "retry_after_header"]
 
-#: Tier name -> (requests per second, requests per 10 seconds), from dome-api.md.
+#: Tier name -> (requests per second, requests per 10 seconds), from the Dome API pricing page.
 TIER_LIMITS: dict[str, tuple[int, int]] = {"free": (10, 100), "dev": (100, 500), "pro": (300, 3000)}
 
 
