@@ -251,7 +251,9 @@ class SimulatorCore:
         except Exception as exc:  # a simulator bug must surface as a 500, not a hang
             response = error(500, "Internal Server Error", f"simulator error: {exc!r}")
         response.delay += self.faults.latency()
-        self._stats.respond(None if response.drop else response.status, response.rows)
+        self._stats.respond(
+            None if response.drop else response.status, response.rows, limited=response.limited
+        )
         return response, True
 
     def done(self) -> None:
@@ -274,7 +276,9 @@ class SimulatorCore:
         faults = self.faults.current
         wait = self.faults.admit()
         if wait is not None:
-            return self._too_many(faults, wait)
+            limited = self._too_many(faults, wait)
+            limited.limited = True
+            return limited
         kind = self.faults.next_failure()
         if kind is None:
             return serve_orders(self.store, faults, params)
