@@ -93,6 +93,7 @@ def test_limiter_windows_slide_and_its_wait_is_exact(tier: str) -> None:
         assert (second, taken) == (19, per_second)
     else:  # dev: 500 per 10 s binds after five full seconds
         assert (second, taken) == (per_10s // per_second, 0)
+        assert wait is not None
         assert wait == pytest.approx(10.0 - second)  # when the first second's requests leave
         clock.now += wait
         assert limiter.admit() is None

@@ -9,8 +9,8 @@ import time
 from typing import Any
 
 import pytest
-from dome_simulator import Dataset, DomeSimulator
 
+from dome_simulator import Dataset, DomeSimulator
 from tap_dome.errors import DomeAuthError
 from tap_dome.events import WindowDone
 from tap_dome.fetch import FetchStats, PageFetcher

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import atexit
 
-from dome_simulator import Dataset, DomeSimulator
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
+from dome_simulator import Dataset, DomeSimulator
 from tap_dome.tap import TapDome
 
 _SIM = DomeSimulator(dataset=Dataset.custom([120, 40, 0, 1], seed=17), api_key="standard-key")
