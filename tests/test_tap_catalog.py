@@ -1,0 +1,75 @@
+"""The committed catalog (extract/tap-dome.catalog.json) must be the tap's own discovery.
+
+Meltano passes that file to the tap instead of running discovery before every run
+(meltano/tap-dome.meltano.yml, `catalog` extra), so a stream or field the tap adds would
+otherwise never reach the loader.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.pipeline import PLUGIN_KINDS
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "tap_catalog.py"
+CATALOG = ROOT / "extract" / "tap-dome.catalog.json"
+
+
+def _check(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), "--check", "--path", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_committed_catalog_matches_discovery() -> None:
+    done = _check(CATALOG)
+    assert done.returncode == 0, done.stderr
+    streams = json.loads(CATALOG.read_text())["streams"]
+    assert [s["tap_stream_id"] for s in streams] == ["orders"]
+    metadata = streams[0]["metadata"]
+    fields = {tuple(m["breadcrumb"]) for m in metadata} - {()}
+    assert fields == {("properties", name) for name in streams[0]["schema"]["properties"]}
+    assert all(m["metadata"]["selected"] is True for m in metadata)
+
+
+def test_a_stale_catalog_is_caught(tmp_path: Path) -> None:
+    catalog = json.loads(CATALOG.read_text())
+    del catalog["streams"][0]["schema"]["properties"]["log_index"]
+    stale = tmp_path / "stale.json"
+    stale.write_text(json.dumps(catalog, indent=2, sort_keys=True) + "\n")
+    done = _check(stale)
+    assert done.returncode == 1
+    assert str(stale) in done.stderr
+    assert "scripts/tap_catalog.py" in done.stderr
+
+
+def test_meltano_hands_the_tap_this_file(tmp_path: Path) -> None:
+    definition = yaml.safe_load((ROOT / "meltano/tap-dome.meltano.yml").read_text())
+    extractor = definition["plugins"]["extractors"][0]
+    assert extractor["catalog"] == "extract/tap-dome.catalog.json"
+    assert "select" not in extractor, "Meltano ignores select rules when a catalog is given"
+    # An isolated system directory whose plugin virtualenvs are the project's (tests/pipeline.py).
+    for kind in PLUGIN_KINDS:
+        (tmp_path / kind).symlink_to(ROOT / ".meltano" / kind, target_is_directory=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MELTANO_", "TAP_DOME_"))}
+    env.update(MELTANO_SYS_DIR_ROOT=str(tmp_path), TAP_DOME_API_KEY="unused")
+    done = subprocess.run(
+        [str(ROOT / ".venv/bin/meltano"), "invoke", "--no-install", "--dump=catalog", "tap-dome"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout) == json.loads(CATALOG.read_text())
