@@ -1,0 +1,93 @@
+"""Run a command and measure it whole: wall time and peak RSS summed over its process tree.
+
+A job here is several processes (Meltano, the tap, the loader, dbt; dlt's normalize workers),
+so the peak of one process says little: this polls /proc (Linux) for every descendant of the
+command and keeps the largest sum seen. Shared pages are counted once per process, as `ps`
+and the issue's "summed RSS" do.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One finished command: how long, how much memory at most, and how it ended."""
+
+    seconds: float
+    peak_rss_mib: float
+    returncode: int
+
+
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every process visible in /proc."""
+    out: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                # The command name may hold spaces and parentheses: split after the last ")".
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(entry.name)] = int(fields[1])
+    return out
+
+
+def tree_rss(root: int) -> int:
+    """Resident bytes of `root` and all its descendants, right now."""
+    parents = _parents()
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, ()))
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as statm:
+                total += int(statm.read().split()[1]) * PAGE
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def run_measured(
+    cmd: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    stdout: IO[bytes] | int | None = subprocess.DEVNULL,
+    stderr: IO[bytes] | int | None = subprocess.DEVNULL,
+    interval: float = 0.05,
+) -> Measured:
+    """Run `cmd` to the end, sampling its process tree's RSS every `interval` seconds."""
+    peak = 0
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=stdout, stderr=stderr)
+    done = threading.Event()
+
+    def poll() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, tree_rss(proc.pid))
+            done.wait(interval)
+
+    sampler = threading.Thread(target=poll, daemon=True)
+    sampler.start()
+    returncode = proc.wait()
+    seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    return Measured(seconds=seconds, peak_rss_mib=peak / MIB, returncode=returncode)
