@@ -1,5 +1,5 @@
 # Targets match the README. `make run` and `make test` do all set-up themselves.
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench clean hub
 
 setup:
 	bash scripts/bootstrap.sh
@@ -17,6 +17,10 @@ lint: setup
 
 bench: setup
 	.venv/bin/python bench/run.py
+
+# The Meltano Hub definition, from `tap-dome --about` (see RELEASING.md).
+hub: setup
+	.venv/bin/python scripts/hub_definition.py
 
 clean:
 	rm -rf .venv .meltano output
