@@ -32,7 +32,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,6 +82,8 @@ ACRONYMS = {
 
 def project() -> dict[str, Any]:
     """The [project] table of tap-dome/pyproject.toml."""
+    import tomllib  # here: ruff sorts it differently for Python 3.10 and 3.11 targets
+
     with PYPROJECT.open("rb") as f:
         return dict(tomllib.load(f)["project"])
 
