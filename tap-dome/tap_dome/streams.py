@@ -17,6 +17,7 @@ from typing_extensions import override
 
 from tap_dome import schemas
 from tap_dome.client import DomeStream
+from tap_dome.events import WindowDone
 from tap_dome.fetch import FetchStats, PageFetcher
 from tap_dome.progress import Progress
 from tap_dome.ratelimit import RateLimiter
@@ -82,16 +83,17 @@ class OrdersStream(DomeStream):
         progress = self._progress
         build = self._builder.build
         try:
-            for item in scheduler.iter_wallet(wallet):
-                if isinstance(item, Window):
-                    self._window_done(wallet, item)
+            for event in scheduler.iter_wallet(wallet):
+                if isinstance(event, WindowDone):
+                    self._window_done(wallet, event)
                     continue
+                fills = event.fills
                 self._extracted_at = utc_now()
-                for fill in item:
+                for fill in fills:
                     yield build(fill, wallet)
-                self._fills_since_state += len(item)
+                self._fills_since_state += len(fills)
                 if progress is not None:
-                    progress.fills += len(item)
+                    progress.fills += len(fills)
         except BaseException:
             self._shutdown()
             raise
@@ -187,13 +189,19 @@ class OrdersStream(DomeStream):
         start = min(start, settings.end_time - 1)
         return Window(start, settings.end_time)
 
-    def _window_done(self, wallet: str, window: Window) -> None:
-        """Every fill of `window` has been emitted: move the bookmark, maybe write STATE."""
+    def _window_done(self, wallet: str, done: WindowDone) -> None:
+        """Every fill of a window has been emitted: move the bookmark, maybe write STATE.
+
+        The bookmark moves to `done.seen_through`: the window's end capped by the API's
+        data clock, never the local clock, so fills the API had not indexed yet stay ahead
+        of it. With no fill seen in the run at all, it stays where it was.
+        """
         state = self._wallet_states[wallet]
         previous = state.get("replication_key_value")
-        if previous is None or int(float(previous)) < window.end:
+        through = done.seen_through
+        if through is not None and (previous is None or int(float(previous)) < through):
             state["replication_key"] = self.replication_key
-            state["replication_key_value"] = window.end
+            state["replication_key_value"] = through
         if self.get_batch_config(self.config):
             return  # batch mode: the SDK writes STATE after each batch file it emitted
         due = time.monotonic() - self._last_state_at >= STATE_EVERY_SECONDS
