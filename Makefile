@@ -11,9 +11,9 @@ test: setup
 	bash scripts/test.sh
 
 lint: setup
-	.venv/bin/ruff check tap-dome tests bench plugins
-	.venv/bin/ruff format --check tap-dome tests bench plugins
-	cd tap-dome && ../.venv/bin/mypy tap_dome
+	.venv/bin/ruff check tap-dome tests bench plugins scripts
+	.venv/bin/ruff format --check tap-dome tests bench plugins scripts
+	cd tap-dome && ../.venv/bin/mypy tap_dome ../scripts ../tests/release
 
 bench: setup
 	.venv/bin/python bench/run.py
