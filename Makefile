@@ -1,5 +1,5 @@
 # Targets match the README. `make run` and `make test` do all set-up themselves.
-.PHONY: setup run test lint bench clean hub
+.PHONY: setup run test lint bench clean hub lock
 
 setup:
 	bash scripts/bootstrap.sh
@@ -17,6 +17,11 @@ lint: setup
 
 bench: setup
 	.venv/bin/python bench/run.py
+
+# Every lock file (root .venv, each Meltano plugin, the BigQuery test harness) from its inputs,
+# with uv pip compile (needs PyPI). UPGRADE=1 takes the newest versions instead of the locked.
+lock:
+	.venv/bin/python scripts/lock.py $(if $(UPGRADE),--upgrade)
 
 # The Meltano Hub definition, from `tap-dome --about` (see RELEASING.md).
 hub: setup

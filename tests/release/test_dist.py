@@ -200,6 +200,9 @@ def test_the_wheel_works_in_a_clean_virtualenv(
             "--python",
             str(venv / "bin" / "python"),
             str(dists["tap-dome"].wheel),
+            # Dependencies at the versions CI tested (the Meltano test takes PyPI's newest).
+            "--constraint",
+            str(ROOT / "plugins" / "locks" / "tap-dome.txt"),
         ],
         check=True,
         env=env,
