@@ -216,7 +216,10 @@ def definition(about: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
         "repo": repo,
         "docs": meta["urls"].get("Documentation", repo),
         "capabilities": sorted(set(about["capabilities"]) & HUB_CAPABILITIES),
-        "supported_python_versions": sorted(about.get("supported_python_versions", [])),
+        "supported_python_versions": sorted(
+            about.get("supported_python_versions", []),
+            key=lambda v: tuple(int(part) for part in str(v).split(".")),
+        ),
         "settings": sorted(settings, key=lambda s: str(s["name"])),
     }
     if required:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -107,6 +108,17 @@ def test_release_tests_and_ships_the_files_it_built() -> None:
     assert HUB_FILES in github_release
     assert "dist/*" in github_release
     assert jobs["github-release"]["permissions"] == {"contents": "write"}
+
+
+def test_the_tag_guards_every_published_version() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "release_notes", ROOT / "scripts" / "release_notes.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert {p.parent for p in module.PYPROJECTS} == set(DISTRIBUTIONS.values())
 
 
 def test_release_notes_come_from_the_changelog_and_guard_the_version() -> None:
