@@ -263,3 +263,31 @@ def test_the_wheel_works_in_a_clean_virtualenv(
     assert sorted(ids) == sorted(f["order_id"] for f in simulator.truth())
     assert len(ids) == 155
     assert simulator.api_key not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("name", sorted(DISTRIBUTIONS))
+def test_the_sdist_builds_the_same_wheel(
+    name: str, dists: dict[str, Dist], tmp_path: Path
+) -> None:
+    """A user or a distro building from the sdist gets the files of the published wheel."""
+    subprocess.run(
+        [
+            str(UV),
+            "build",
+            "--quiet",
+            "--wheel",
+            "--out-dir",
+            str(tmp_path),
+            str(dists[name].sdist),
+        ],
+        check=True,
+        timeout=300,
+        env=clean_env(),
+    )
+    (rebuilt,) = tmp_path.glob("*.whl")
+    assert rebuilt.name == dists[name].wheel.name
+    with zipfile.ZipFile(rebuilt) as a, zipfile.ZipFile(dists[name].wheel) as b:
+        assert sorted(a.namelist()) == sorted(b.namelist())
+        for member in a.namelist():
+            if not member.endswith("/RECORD"):
+                assert a.read(member) == b.read(member), member
