@@ -148,16 +148,26 @@ def _is_group(spec: dict[str, Any]) -> bool:
 
 
 def _leaves(
-    properties: dict[str, Any], required: list[str], prefix: str = ""
+    properties: dict[str, Any],
+    required: list[str],
+    prefix: str = "",
+    parent_required: bool = True,
 ) -> list[tuple[str, dict[str, Any], bool]]:
-    """(dotted name, schema, required) of every setting, nested groups flattened."""
+    """(dotted name, schema, required) of every setting, nested groups flattened.
+
+    A nested setting is required only when its group is too: `batch_config.storage.root` may be
+    required inside `batch_config`, but nobody has to set `batch_config`.
+    """
     found: list[tuple[str, dict[str, Any], bool]] = []
     for key, spec in properties.items():
         name = f"{prefix}{key}"
+        is_required = parent_required and key in required
         if _is_group(spec):
-            found += _leaves(spec["properties"], spec.get("required", []), f"{name}.")
+            found += _leaves(
+                spec["properties"], spec.get("required", []), f"{name}.", is_required
+            )
         else:
-            found.append((name, spec, key in required))
+            found.append((name, spec, is_required))
     return found
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -127,3 +128,75 @@ def test_hub_definition_marks_an_sdk_tap_published_on_pypi() -> None:
 def test_secret_setting_is_never_given_a_value(name: str) -> None:
     entry = next(s for s in hub_definition()["settings"] if s["name"] == name)
     assert "value" not in entry
+
+
+def test_the_generator_follows_hub_utils_rules() -> None:
+    """On a made-up --about: each of the Hub's conversion rules, one setting each."""
+    spec = importlib.util.spec_from_file_location(
+        "hub_definition", ROOT / "scripts" / "hub_definition.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    about = {
+        "name": "tap-x",
+        "capabilities": ["catalog", "state", "made-up"],
+        "supported_python_versions": ["3.13", "3.9", "3.10"],
+        "settings": {
+            "required": ["token", "group"],
+            "properties": {
+                "token": {"type": ["string"], "secret": True, "default": "x"},
+                "since": {
+                    "type": ["string", "null"],
+                    "format": "date-time",
+                    "default": "2020",
+                },
+                "rate": {"type": ["number", "null"], "default": 2},
+                "mode": {"type": ["string"], "enum": ["a_b", "c"]},
+                "maps": {
+                    "type": ["object"],
+                    "properties": {"__else__": {}},
+                    "additionalProperties": {},
+                },
+                "group": {
+                    "type": ["object"],
+                    "required": ["inner"],
+                    "properties": {"inner": {"type": "integer"}},
+                },
+                "loose": {
+                    "type": ["object", "null"],
+                    "required": ["deep"],
+                    "properties": {"deep": {"type": "boolean"}},
+                },
+            },
+        },
+    }
+    meta = {
+        "name": "tap-x",
+        "urls": {"Repository": "https://github.com/Some-Org/tap-x"},
+    }
+    plugin = generator.definition(about, meta)
+    settings = {s["name"]: s for s in plugin["settings"]}
+    assert list(settings) == sorted(settings)
+    assert settings["token"]["kind"] == "password"
+    assert settings["token"]["sensitive"] is True
+    assert (settings["since"]["kind"], "value" in settings["since"]) == (
+        "date_iso8601",
+        False,
+    )
+    assert (settings["rate"]["kind"], settings["rate"]["value"]) == ("integer", 2)
+    assert settings["mode"]["options"] == [
+        {"label": "A B", "value": "a_b"},
+        {"label": "C", "value": "c"},
+    ]
+    assert settings["maps"]["kind"] == "object"  # a free-form map is not flattened
+    assert settings["group.inner"]["kind"] == "integer"
+    assert settings["loose.deep"]["kind"] == "boolean"
+    # Required inside a required group counts; inside an optional group it does not.
+    assert plugin["settings_group_validation"] == [["group.inner", "token"]]
+    assert plugin["capabilities"] == ["catalog", "state"]
+    assert plugin["supported_python_versions"] == ["3.9", "3.10", "3.13"]
+    assert plugin["variant"] == "some-org"
+    assert lint_problems(generator.render(plugin)) == []
+    assert schema_problems(plugin) == []
