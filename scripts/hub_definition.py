@@ -163,9 +163,7 @@ def _leaves(
         name = f"{prefix}{key}"
         is_required = parent_required and key in required
         if _is_group(spec):
-            found += _leaves(
-                spec["properties"], spec.get("required", []), f"{name}.", is_required
-            )
+            found += _leaves(spec["properties"], spec.get("required", []), f"{name}.", is_required)
         else:
             found.append((name, spec, is_required))
     return found
@@ -251,9 +249,7 @@ def target_path(plugin: dict[str, Any]) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--about", type=Path, help="--about JSON file (default: run the tap)"
-    )
+    parser.add_argument("--about", type=Path, help="--about JSON file (default: run the tap)")
     parser.add_argument(
         "--check",
         action="store_true",
@@ -265,9 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(plugin)
     if args.check:
         if not path.exists() or path.read_text() != text:
-            print(
-                f"{path.relative_to(ROOT)} is out of step: run scripts/hub_definition.py"
-            )
+            print(f"{path.relative_to(ROOT)} is out of step: run scripts/hub_definition.py")
             return 1
         return 0
     stale = [p for p in HUB_DIR.glob(f"{plugin['name']}/*.yml") if p != path]

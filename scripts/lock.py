@@ -88,9 +88,7 @@ def _pyproject(folder: Path) -> dict[str, Any]:
 
     path = folder / "pyproject.toml"
     if not path.exists():
-        raise LockError(
-            f"{folder.relative_to(ROOT)}: a local package needs a pyproject.toml"
-        )
+        raise LockError(f"{folder.relative_to(ROOT)}: a local package needs a pyproject.toml")
     with path.open("rb") as f:
         return dict(tomllib.load(f)["project"])
 
@@ -99,12 +97,14 @@ def local_packages() -> dict[str, Path]:
     """Name (normalised) -> folder of every package in the tree (hidden folders skipped)."""
     found = {}
     for folder, subfolders, files in os.walk(ROOT):
-        subfolders[:] = [
-            d for d in subfolders if not d.startswith(".") and d not in SKIP
-        ]
+        subfolders[:] = [d for d in subfolders if not d.startswith(".") and d not in SKIP]
         if "pyproject.toml" in files:
-            path = Path(folder)
-            found[_normal(str(_pyproject(path)["name"]))] = path
+            import tomllib  # here: ruff sorts it differently for Python 3.10 and 3.11 targets
+
+            with (Path(folder) / "pyproject.toml").open("rb") as f:
+                project = tomllib.load(f).get("project")
+            if project:  # the root pyproject.toml holds tool settings only
+                found[_normal(str(project["name"]))] = Path(folder)
     return found
 
 
@@ -126,9 +126,7 @@ def _split_extras(spec: str) -> tuple[str, list[str]]:
     return found.group(1), extras
 
 
-def expand_local(
-    folder: Path, extras: list[str], seen: set[str] | None = None
-) -> list[str]:
+def expand_local(folder: Path, extras: list[str], seen: set[str] | None = None) -> list[str]:
     """The PyPI requirements of a local package (with extras), local dependencies expanded."""
     seen = set() if seen is None else seen
     project = _pyproject(folder)
@@ -174,9 +172,7 @@ def _words_to_requirements(words: list[str], where: str) -> list[str]:
             path, extras = _split_extras(word)
             out += expand_local((ROOT / path).resolve(), extras)
         elif word.startswith("-"):
-            raise LockError(
-                f"{where}: option {word!r} is not supported in a locked install"
-            )
+            raise LockError(f"{where}: option {word!r} is not supported in a locked install")
         else:
             out.append(word)
     return out
@@ -293,15 +289,11 @@ def compile_lock(env: Environment, upgrade: bool) -> str:
             # Keep the pins already chosen where they still fit (uv reads -o as preferences).
             (Path(tmp) / "previous.txt").write_text(env.lock.read_text())
             command += ["--output-file", "previous.txt"]
-        done = subprocess.run(
-            command, cwd=tmp, capture_output=True, text=True, check=False
-        )
+        done = subprocess.run(command, cwd=tmp, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise LockError(f"uv pip compile for the {env.name} failed:\n{done.stderr}")
         body = (
-            (Path(tmp) / "previous.txt").read_text()
-            if "--output-file" in command
-            else done.stdout
+            (Path(tmp) / "previous.txt").read_text() if "--output-file" in command else done.stdout
         )
     return header(env) + body
 
@@ -339,12 +331,8 @@ def problems() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--check", action="store_true", help="offline: are the locks current?"
-    )
-    parser.add_argument(
-        "--upgrade", action="store_true", help="newest versions, not the locked"
-    )
+    parser.add_argument("--check", action="store_true", help="offline: are the locks current?")
+    parser.add_argument("--upgrade", action="store_true", help="newest versions, not the locked")
     args = parser.parse_args(argv)
     try:
         if args.check:

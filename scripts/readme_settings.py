@@ -42,19 +42,13 @@ def tap_own_settings() -> set[str]:
         "print(json.dumps(list(TapDome.config_jsonschema['properties'])))"
     )
     python = ROOT / ".venv" / "bin" / "python"
-    out = subprocess.run(
-        [str(python), "-c", code], capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
     return set(json.loads(out.stdout))
 
 
 def _type(spec: dict[str, Any]) -> str:
     declared = spec.get("type", "string")
-    types = (
-        [declared]
-        if isinstance(declared, str)
-        else [t for t in declared if t != "null"]
-    )
+    types = [declared] if isinstance(declared, str) else [t for t in declared if t != "null"]
     if spec.get("enum"):
         return "one of " + ", ".join(f"`{v}`" for v in spec["enum"])
     if spec.get("format") == "date-time":
@@ -98,9 +92,7 @@ def table(info: dict[str, Any], own: set[str]) -> str:
 
 def render(text: str, generated: str) -> str:
     if START not in text or END not in text:
-        raise SystemExit(
-            f"{README.relative_to(ROOT)}: the settings markers are missing"
-        )
+        raise SystemExit(f"{README.relative_to(ROOT)}: the settings markers are missing")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
     return head + generated + tail
@@ -108,17 +100,13 @@ def render(text: str, generated: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--check", action="store_true", help="exit 1 if the README is stale"
-    )
+    parser.add_argument("--check", action="store_true", help="exit 1 if the README is stale")
     args = parser.parse_args(argv)
     current = README.read_text()
     wanted = render(current, table(about(), tap_own_settings()))
     if args.check:
         if wanted != current:
-            print(
-                "tap-dome/README.md settings table is stale: run scripts/readme_settings.py"
-            )
+            print("tap-dome/README.md settings table is stale: run scripts/readme_settings.py")
             return 1
         return 0
     README.write_text(wanted)

@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CHANGELOG = ROOT / "CHANGELOG.md"
 # Every distribution released by a tag; each one's version must be the tag's.
-PYPROJECTS = [ROOT / "tap-dome" / "pyproject.toml"]
+PYPROJECTS = [ROOT / "tap-dome" / "pyproject.toml", ROOT / "dome-simulator" / "pyproject.toml"]
 
 
 def version_of(pyproject: Path) -> str:
@@ -30,9 +30,7 @@ def version_of(pyproject: Path) -> str:
 
 def section(changelog: str, version: str) -> str | None:
     """The body of the changelog's section for ``version`` (None when there is none)."""
-    heading = re.compile(
-        rf"^## \[{re.escape(version)}\] - \d{{4}}-\d{{2}}-\d{{2}}$", re.MULTILINE
-    )
+    heading = re.compile(rf"^## \[{re.escape(version)}\] - \d{{4}}-\d{{2}}-\d{{2}}$", re.MULTILINE)
     found = heading.search(changelog)
     if found is None:
         return None
@@ -50,9 +48,7 @@ def check(tag: str) -> str:
         found = version_of(pyproject)
         if found != version:
             where = pyproject.relative_to(ROOT)
-            raise SystemExit(
-                f"tag {tag} but {where} has version {found}: bump one of them"
-            )
+            raise SystemExit(f"tag {tag} but {where} has version {found}: bump one of them")
     notes = section(CHANGELOG.read_text(), version)
     if not notes:
         raise SystemExit(

@@ -109,9 +109,7 @@ def schema_problems(plugin: dict[str, Any]) -> list[str]:
         found.append(f"quality {plugin.get('quality')!r} not in {sorted(QUALITY)}")
     status = plugin.get("maintenance_status")
     if status is not None and status not in MAINTENANCE_STATUS:
-        found.append(
-            f"maintenance_status {status!r} not in {sorted(MAINTENANCE_STATUS)}"
-        )
+        found.append(f"maintenance_status {status!r} not in {sorted(MAINTENANCE_STATUS)}")
     found += [
         f"capability {c!r} is not one the Hub knows"
         for c in plugin.get("capabilities", [])
@@ -129,9 +127,7 @@ def schema_problems(plugin: dict[str, Any]) -> list[str]:
             for k in sorted(set(setting) - SETTING_KEYS)
         ]
         if "kind" in setting and setting["kind"] not in KINDS:
-            found.append(
-                f"setting {name!r}: kind {setting['kind']!r} not in {sorted(KINDS)}"
-            )
+            found.append(f"setting {name!r}: kind {setting['kind']!r} not in {sorted(KINDS)}")
     for group in plugin.get("settings_group_validation", []):
         found += [
             f"settings_group_validation names unknown setting {n!r}"
@@ -144,6 +140,4 @@ def schema_problems(plugin: dict[str, Any]) -> list[str]:
 def lint_problems(text: str) -> list[str]:
     """What the Hub's yamllint reports (key ordering, sequence indentation, ...)."""
     config = YamlLintConfig(file=str(YAMLLINT_CONFIG))
-    return [
-        f"{p.line}:{p.column} {p.message} ({p.rule})" for p in linter.run(text, config)
-    ]
+    return [f"{p.line}:{p.column} {p.message} ({p.rule})" for p in linter.run(text, config)]

@@ -5,24 +5,13 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.release.conftest import ROOT
+from tests.release.artifacts import ROOT, hub_file
 from tests.release.hub_rules import lint_problems, schema_problems
-
-HUB_FOLDER = ROOT / "hub" / "_data" / "meltano" / "extractors" / "tap-dome"
-
-
-def hub_file() -> Path:
-    files = sorted(HUB_FOLDER.glob("*.yml"))
-    assert len(files) == 1, (
-        f"expected one variant of tap-dome under hub/, found {files}"
-    )
-    return files[0]
 
 
 def hub_definition() -> dict[str, Any]:
@@ -62,16 +51,12 @@ def test_hub_definition_passes_the_hub_yamllint() -> None:
 def test_the_rules_catch_what_the_hub_rejects() -> None:
     """The checks above can fail: each of these breaks one Hub rule."""
     text = hub_file().read_text()
-    assert any(
-        "key-ordering" in p for p in lint_problems("name: x\ncapabilities: []\n")
-    )
+    assert any("key-ordering" in p for p in lint_problems("name: x\ncapabilities: []\n"))
     indented = text.replace("\n- about\n", "\n  - about\n", 1)
     assert indented != text
     assert any("indentation" in p for p in lint_problems(indented))
     plugin = hub_definition()
-    assert schema_problems({**plugin, "homepage": "x"}) == [
-        "key 'homepage' is not allowed"
-    ]
+    assert schema_problems({**plugin, "homepage": "x"}) == ["key 'homepage' is not allowed"]
     assert schema_problems({k: v for k, v in plugin.items() if k != "quality"})[0] == (
         "missing required key 'quality'"
     )
@@ -105,9 +90,7 @@ def test_hub_settings_say_what_the_tap_says(about: dict[str, Any]) -> None:
             assert [o["value"] for o in entry["options"]] == spec["enum"], name
         if spec.get("format") != "date-time" and spec.get("default") is not None:
             assert entry["value"] == spec["default"], name
-    assert plugin["settings_group_validation"] == [
-        sorted(about["settings"]["required"])
-    ]
+    assert plugin["settings_group_validation"] == [sorted(about["settings"]["required"])]
     assert [s["name"] for s in plugin["settings"]] == sorted(settings)
     assert set(plugin["capabilities"]) <= set(about["capabilities"])
     assert {"catalog", "discover", "state", "about", "stream-maps", "batch"} <= set(

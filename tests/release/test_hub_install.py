@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 import yaml
-from tap_dome.simulator import DomeSimulator
 
-from tests.release.conftest import VENV_BIN, Dist, clean_env
-from tests.release.test_hub_definition import hub_file
+from dome_simulator import DomeSimulator
+from tests.release.artifacts import VENV_BIN, Dist, clean_env, hub_file
 
 MELTANO = VENV_BIN / "meltano"
 # A tiny loader from PyPI, defined inline (nothing comes from the Hub's servers).
@@ -43,9 +42,7 @@ def _meltano(project: Path, env: dict[str, str], *args: str) -> str:
         timeout=300,
         check=False,
     )
-    assert done.returncode == 0, (
-        f"meltano {' '.join(args)}:\n{done.stdout}\n{done.stderr}"[-6000:]
-    )
+    assert done.returncode == 0, f"meltano {' '.join(args)}:\n{done.stdout}\n{done.stderr}"[-6000:]
     return done.stdout
 
 
@@ -71,7 +68,7 @@ def _keep_only_the_extractor(project: Path) -> dict[str, Any]:
     return dict(extractors[0])
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_fresh_meltano_project_runs_the_hub_definition(
     tmp_path: Path, dists: dict[str, Dist], simulator: DomeSimulator
 ) -> None:
@@ -134,6 +131,6 @@ def test_a_fresh_meltano_project_runs_the_hub_definition(
     state = json.loads(state_out[state_out.index("{") :])
     partitions = state["singer_state"]["bookmarks"]["orders"]["partitions"]
     with_fills = {w for w in simulator.wallets if simulator.truth(w)}
-    assert {
-        p["context"]["wallet"] for p in partitions if "replication_key_value" in p
-    } >= (with_fills)
+    assert {p["context"]["wallet"] for p in partitions if "replication_key_value" in p} >= (
+        with_fills
+    )

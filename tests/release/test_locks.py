@@ -13,7 +13,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.release.conftest import ROOT, UV
+from tests.release.artifacts import ROOT, UV
 
 # Installed by the venv module or by bootstrap before the lock applies; not dependencies.
 BOOTSTRAP_TOOLS = {"pip", "setuptools", "wheel", "uv"}
@@ -21,9 +21,7 @@ BOOTSTRAP_TOOLS = {"pip", "setuptools", "wheel", "uv"}
 
 def lock_module() -> ModuleType:
     """scripts/lock.py as a module (a fresh copy each call: tests patch it)."""
-    spec = importlib.util.spec_from_file_location(
-        "scripts_lock", ROOT / "scripts" / "lock.py"
-    )
+    spec = importlib.util.spec_from_file_location("scripts_lock", ROOT / "scripts" / "lock.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -95,9 +93,7 @@ def test_a_plugin_without_its_constraint_is_reported(
     real = list(lock.plugins())
     path, first = real[0]
     unconstrained = {**first, "pip_url": first["pip_url"].split(" --constraint")[0]}
-    monkeypatch.setattr(
-        lock, "plugins", lambda: iter([(path, unconstrained), *real[1:]])
-    )
+    monkeypatch.setattr(lock, "plugins", lambda: iter([(path, unconstrained), *real[1:]]))
     wanted = f"--constraint ${{MELTANO_PROJECT_ROOT}}/plugins/locks/{first['name']}.txt"
     assert lock.problems() == [
         f"{path.relative_to(ROOT)}: the pip_url of {first['name']} must end with {wanted}"
@@ -123,9 +119,7 @@ def test_every_environment_has_a_lock_of_exact_pins() -> None:
 
 def test_bootstrap_installs_the_root_with_its_lock() -> None:
     script = (ROOT / "scripts" / "bootstrap.sh").read_text()
-    assert (
-        "-r requirements-dev.txt \\\n    --constraint requirements-dev.lock" in script
-    )
+    assert "-r requirements-dev.txt \\\n    --constraint requirements-dev.lock" in script
     for _, plugin in lock_module().plugins():
         words = shlex.split(plugin["pip_url"])
         assert words[-2:] == [
@@ -136,9 +130,7 @@ def test_bootstrap_installs_the_root_with_its_lock() -> None:
 
 def _venvs() -> list[tuple[str, Path, Path]]:
     lock = lock_module()
-    found = [
-        ("root", ROOT / "requirements-dev.lock", ROOT / ".venv" / "bin" / "python")
-    ]
+    found = [("root", ROOT / "requirements-dev.lock", ROOT / ".venv" / "bin" / "python")]
     for path, plugin in lock.plugins():
         kind = next(
             k
@@ -146,15 +138,11 @@ def _venvs() -> list[tuple[str, Path, Path]]:
             if plugin in (lock.yaml.safe_load(path.read_text())["plugins"].get(k) or [])
         )
         venv = ROOT / ".meltano" / kind / plugin["name"] / "venv" / "bin" / "python"
-        found.append(
-            (plugin["name"], ROOT / "plugins" / "locks" / f"{plugin['name']}.txt", venv)
-        )
+        found.append((plugin["name"], ROOT / "plugins" / "locks" / f"{plugin['name']}.txt", venv))
     return found
 
 
-@pytest.mark.parametrize(
-    ("name", "lock", "python"), _venvs(), ids=[v[0] for v in _venvs()]
-)
+@pytest.mark.parametrize(("name", "lock", "python"), _venvs(), ids=[v[0] for v in _venvs()])
 def test_installed_environment_is_what_its_lock_says(
     name: str, lock: Path, python: Path, installed: None
 ) -> None:
@@ -162,6 +150,4 @@ def test_installed_environment_is_what_its_lock_says(
     assert python.exists(), f"{name}: no virtualenv at {python} (run make setup)"
     want = pins(lock)
     have = frozen(python)
-    assert {
-        k: v for k, v in have.items() if want.get(k) != v and k not in BOOTSTRAP_TOOLS
-    } == {}
+    assert {k: v for k, v in have.items() if want.get(k) != v and k not in BOOTSTRAP_TOOLS} == {}

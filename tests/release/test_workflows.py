@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.release.conftest import DISTRIBUTIONS, ROOT, VENV_BIN
+from tests.release.artifacts import DISTRIBUTIONS, ROOT, VENV_BIN
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 HUB_FILES = "hub/_data/meltano/extractors/tap-dome/*.yml"
