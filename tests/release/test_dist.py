@@ -135,9 +135,12 @@ def test_sdist_carries_readme_license_and_sources(name: str, dists: dict[str, Di
 
 
 def test_one_version_everywhere(dists: dict[str, Dist], about: dict[str, Any]) -> None:
-    """pyproject.toml is the version source; the tap reports it, the changelog releases it."""
+    """Each pyproject.toml is its package's version source; the tap reports it, the changelog
+    releases it."""
     version = pyproject("tap-dome")["version"]
     assert about["version"] == version == dists["tap-dome"].version
+    # One tag releases both distributions: one version.
+    assert pyproject("dome-simulator")["version"] == version == dists["dome-simulator"].version
     assert changelog_versions()[0] == version
     assert "version" not in pyproject("tap-dome").get("dynamic", [])
 
