@@ -22,13 +22,11 @@ from typing import Any
 import pytest
 
 from tests.bigquery import bq_harness
-from tests.bigquery.conftest import BUCKET, LOADER_VENV
+from tests.bigquery.bq_pipeline import BUCKET, LOADER_VENV
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
-SCHEMA = json.loads(
-    (bq_harness.REPO / "tap-dome/tap_dome/schemas/orders.json").read_text()
-)
+SCHEMA = json.loads((bq_harness.REPO / "tap-dome/tap_dome/schemas/orders.json").read_text())
 WALLET = "0x" + "ab" * 20
 
 
@@ -83,10 +81,7 @@ def schema_msg() -> dict[str, Any]:
 
 
 def records(start: int, stop: int) -> list[dict[str, Any]]:
-    return [
-        {"type": "RECORD", "stream": "orders", "record": record(i)}
-        for i in range(start, stop)
-    ]
+    return [{"type": "RECORD", "stream": "orders", "record": record(i)} for i in range(start, stop)]
 
 
 # Upstream's target (not our wrapper), made to drain and emit STATE on every STATE message and to
@@ -204,9 +199,7 @@ class Target:
     def raw_ids(self) -> set[str]:
         if not self.bq.table_exists(self.dataset, "orders"):
             return set()
-        rows = self.bq.query(
-            f"select order_id from `{self.bq.project}.{self.dataset}.orders`"
-        )
+        rows = self.bq.query(f"select order_id from `{self.bq.project}.{self.dataset}.orders`")
         return {r["order_id"] for r in rows}
 
 
@@ -223,9 +216,7 @@ def workdir(tmp_path: Path, bq_installed: None) -> Path:
     return tmp_path
 
 
-def test_loads_before_each_state_and_survives_a_kill(
-    bq: bq_harness.Stack, workdir: Path
-) -> None:
+def test_loads_before_each_state_and_survives_a_kill(bq: bq_harness.Stack, workdir: Path) -> None:
     target = Target(bq, workdir, "tgt_kill")
     try:
         target.send(lines(schema_msg(), *records(0, 250), state_msg(249)))
@@ -251,7 +242,8 @@ def test_loads_before_each_state_and_survives_a_kill(
 
     # The batches were staged as files in the bucket first.
     staged = bq.list_objects(BUCKET, "target_bigquery/tgt_kill/orders/")
-    assert len(staged) >= 5 and all(name.endswith(".jsonl.gz") for name in staged)
+    assert len(staged) >= 5
+    assert all(name.endswith(".jsonl.gz") for name in staged)
 
     # Typed columns, one per field of the stream, plus the loader's metadata.
     columns = bq.table_columns("tgt_kill", "orders")
@@ -284,9 +276,7 @@ def test_loads_before_each_state_and_survives_a_kill(
     ]
 
 
-def test_upstream_target_emits_state_before_loading(
-    bq: bq_harness.Stack, workdir: Path
-) -> None:
+def test_upstream_target_emits_state_before_loading(bq: bq_harness.Stack, workdir: Path) -> None:
     """Control: z3-target-bigquery 0.7.2 as shipped. Its STATE runs ahead of the raw table, so
     the kill above would lose fills with it: this is what the wrapper exists for."""
     target = Target(bq, workdir, "tgt_upstream", upstream=True, batch_size=100)
@@ -296,12 +286,8 @@ def test_upstream_target_emits_state_before_loading(
         loaded_at_state = target.raw_ids()
     finally:
         target.kill()
-    assert loaded_at_state == set(), (
-        "upstream now loads before STATE: the wrapper may be moot"
-    )
-    assert bq.list_objects(BUCKET, "target_bigquery/tgt_upstream/orders/"), (
-        "nothing was staged"
-    )
+    assert loaded_at_state == set(), "upstream now loads before STATE: the wrapper may be moot"
+    assert bq.list_objects(BUCKET, "target_bigquery/tgt_upstream/orders/"), "nothing was staged"
     assert target.raw_ids() == set()
 
 
@@ -347,5 +333,6 @@ def test_bad_config_fails_before_reading_input(
     assert rc != 0
     assert target.states == []
     err = target.stderr()
-    assert "configuration error" in err and setting in err, err
+    assert "configuration error" in err, err
+    assert setting in err, err
     assert not bq.table_exists("tgt_bad", "orders")
