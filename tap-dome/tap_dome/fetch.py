@@ -126,17 +126,31 @@ class PageFetcher:
             self._local.session = session
         return session
 
+    @property
+    def limiter(self) -> RateLimiter:
+        """The run's shared limiter (the scheduler sizes its concurrency from its rate)."""
+        return self._limiter
+
     def fetch(self, params: Mapping[str, Any]) -> requests.Response:
         """GET one page of orders (parsed: see `page_of`), retrying transient failures.
 
         Raises a DomeError subclass for anything retrying cannot fix.
         """
+        return self.fetch_timed(params)[0]
+
+    def fetch_timed(self, params: Mapping[str, Any]) -> tuple[requests.Response, float]:
+        """As `fetch`, plus the seconds the successful attempt took on the network.
+
+        The time waited at the limiter or in backoff is left out: it is the latency the
+        scheduler sizes its concurrency by (Little's law), not the rate limit's queue.
+        """
         attempt = 0
         while True:
             self._limiter.acquire()
             self._stats.add(requests=1)
+            started = time.monotonic()
             try:
-                return self._attempt(params)
+                return self._attempt(params), time.monotonic() - started
             except _Retryable as failure:
                 attempt += 1
                 if attempt > self._max_retries:
