@@ -40,6 +40,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from tap_dome.client import ORDERS, Endpoint, window_params
 from tap_dome.concurrency import ConcurrencyGate, WorkerPool
 from tap_dome.events import Event, FillsFetched, WindowDone
 from tap_dome.fetch import PageFetcher
@@ -195,12 +196,14 @@ class FetchScheduler:
         plans: list[tuple[str, Window | None]],
         fetcher: PageFetcher,
         *,
+        endpoint: Endpoint = ORDERS,
         page_size: int,
         max_concurrency: int,
         max_window_fills: int,
         logger: logging.Logger,
     ) -> None:
         self._fetcher = fetcher
+        self._endpoint = endpoint
         self._page_size = page_size
         self._max_window_fills = max_window_fills
         self._slice_fills = slice_pages(page_size) * page_size
@@ -334,25 +337,16 @@ class FetchScheduler:
             self._pool.submit(functools.partial(self._fetch, job, params))
 
     def _params(self, job: WindowJob) -> dict[str, Any]:
-        params: dict[str, Any] = {
-            "user": job.wallet,
-            "start_time": job.window.start,
-            "end_time": job.window.end,
-            "limit": self._page_size,
-        }
-        token = job.paginator.current_value
-        if token is not None:
-            params.update(token.as_params())
-        return params
+        return window_params(job.wallet, job.window, self._page_size, job.paginator.current_value)
 
     # Worker side
 
     def _fetch(self, job: WindowJob, params: dict[str, Any]) -> None:
         """A worker thread: one request of `job` (its only one in flight), then its page."""
         try:
-            response, seconds = self._fetcher.fetch_timed(params)
+            response, seconds = self._fetcher.fetch_timed(self._endpoint, params)
             page = page_of(response)
-            newest = newest_timestamp(page.orders)
+            newest = newest_timestamp(page.rows)
             cut = self._cut(job.window, page) if job.state is JobState.PENDING else None
             if cut is None:
                 job.paginator.advance(response)
@@ -382,9 +376,9 @@ class FetchScheduler:
             job.data_clock = newest
 
     def _add_page(self, job: WindowJob, page: Page) -> None:
-        self._budget.arrived(job.wallet, len(page.orders))
-        if page.orders:
-            job.pages.append(page.orders)
+        self._budget.arrived(job.wallet, len(page.rows))
+        if page.rows:
+            job.pages.append(page.rows)
         if job.paginator.finished:
             job.state = JobState.DONE
         else:
@@ -398,7 +392,7 @@ class FetchScheduler:
         total = estimate_fills(window, first)
         if slice_count(total, self._slice_fills, self._max_window_fills) < 2:
             return None
-        covered = covered_by_first_page(window, first.orders)
+        covered = covered_by_first_page(window, first.rows)
         if covered is None:  # the page is dropped and the whole window sliced
             slices = split(window, self._count(total))
             return Cut(None, slices) if slices else None
