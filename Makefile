@@ -1,5 +1,5 @@
 # Targets match the README. `make run` and `make test` do all set-up themselves.
-.PHONY: setup run test test-fast lint bench clean hub lock
+.PHONY: setup run test test-fast lint bench clean hub lock catalog
 
 setup:
 	bash scripts/bootstrap.sh
@@ -21,6 +21,10 @@ lint: setup
 
 bench: setup
 	.venv/bin/python bench/run.py
+
+# The catalog Meltano hands the tap (extract/README.md), after changing `select` or the streams.
+catalog: setup
+	.venv/bin/python scripts/tap_catalog.py
 
 # Every lock file (root .venv, each Meltano plugin, the BigQuery test harness) from its inputs,
 # with uv pip compile (needs PyPI). UPGRADE=1 takes the newest versions instead of the locked.
