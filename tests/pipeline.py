@@ -98,10 +98,9 @@ class Pipeline:
             TAP_DOME_PROGRESS_INTERVAL="5",
             DOME_DUCKDB_PATH=str(self.duckdb_path),
             TARGET_DUCKDB_BATCH_SIZE_ROWS="200",
-            # dbt writes its manifest and logs here, not into the shared transform/ folder.
-            DBT_TARGET_PATH=str(self.workdir / "dbt-target"),
-            DBT_LOG_PATH=str(self.workdir / "dbt-logs"),
         )
+        # dbt's artifacts and logs go under MELTANO_SYS_DIR_ROOT (meltano/duckdb.meltano.yml:
+        # target_path, log_path), so each pipeline keeps its own manifest between its runs.
         env.update(self.env_overrides)
         return env
 
