@@ -165,7 +165,7 @@ class Bench:
             done = subprocess.run(
                 [str(ROOT / ".venv/bin/meltano"), "invoke", "dbt-duckdb", "parse"],
                 cwd=ROOT,
-                env=self.meltano_env(folder / "warehouse.duckdb"),
+                env=self.meltano_env(self.warehouse("job")),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 check=False,
@@ -191,9 +191,22 @@ class Bench:
         fills = int(line.split("fills ")[1].split(" ")[0].replace(",", ""))
         return _result(measured, fills)
 
+    def warehouse(self, name: str) -> Path:
+        """A step's DuckDB file: emptied before each run, at the same path every time.
+
+        A deployment's warehouse stays where it is, and dbt keeps its parsed manifest only
+        for the same connection settings, path included (a new path is a full parse).
+        """
+        path = WORK / "warehouse" / f"{name}.duckdb"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in (path, path.with_name(path.name + ".wal")):
+            stale.unlink(missing_ok=True)
+        return path
+
     def meltano(self, *blocks: str, table: str) -> Result:
-        folder = self._fresh("job" if len(blocks) > 2 else "el")
-        database = folder / "warehouse.duckdb"
+        name = "job" if len(blocks) > 2 else "el"
+        folder = self._fresh(name)
+        database = self.warehouse(name)
         log = folder / "log.txt"
         command = [
             str(ROOT / ".venv/bin/meltano"),
@@ -222,7 +235,7 @@ class Bench:
     def dlt(self) -> Result:
         assert self.dlt_python is not None
         folder = self._fresh("dlt")
-        database = folder / "warehouse.duckdb"
+        database = self.warehouse("dlt")
         out, log = folder / "out.json", folder / "log.txt"
         env = {**os.environ, "NORMALIZE__WORKERS": "2", "RUNTIME__LOG_LEVEL": "WARNING"}
         with out.open("wb") as stdout, log.open("wb") as stderr:

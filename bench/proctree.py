@@ -3,7 +3,8 @@
 A job here is several processes (Meltano, the tap, the loader, dbt; dlt's normalize workers),
 so the peak of one process says little: this polls /proc (Linux) for every descendant of the
 command and keeps the largest sum seen. Shared pages are counted once per process, as `ps`
-and the issue's "summed RSS" do.
+and the issue's "summed RSS" do. A child is counted from its second sample on: between fork
+and exec a child shows its parent's whole RSS for a moment, which is not memory in use.
 """
 
 from __future__ import annotations
@@ -45,21 +46,31 @@ def _parents() -> dict[int, int]:
     return out
 
 
-def tree_rss(root: int) -> int:
-    """Resident bytes of `root` and all its descendants, right now."""
+def tree_rss(root: int, seen: set[int] | None = None) -> int:
+    """Resident bytes of `root` and its descendants right now.
+
+    With `seen` (the pids of the previous sample, updated in place), a descendant counts only
+    if it was there in the previous sample too.
+    """
     parents = _parents()
     children: dict[int, list[int]] = {}
     for pid, ppid in parents.items():
         children.setdefault(ppid, []).append(pid)
-    total, todo = 0, [root]
+    total, todo, now = 0, [root], set()
     while todo:
         pid = todo.pop()
         todo.extend(children.get(pid, ()))
+        now.add(pid)
+        if seen is not None and pid != root and pid not in seen:
+            continue
         try:
             with open(f"/proc/{pid}/statm", "rb") as statm:
                 total += int(statm.read().split()[1]) * PAGE
         except (OSError, IndexError, ValueError):
             continue
+    if seen is not None:
+        seen.clear()
+        seen.update(now)
     return total
 
 
@@ -80,8 +91,9 @@ def run_measured(
 
     def poll() -> None:
         nonlocal peak
+        seen: set[int] = set()
         while not done.is_set():
-            peak = max(peak, tree_rss(proc.pid))
+            peak = max(peak, tree_rss(proc.pid, seen))
             done.wait(interval)
 
     sampler = threading.Thread(target=poll, daemon=True)
