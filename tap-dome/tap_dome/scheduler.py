@@ -35,6 +35,7 @@ import heapq
 import itertools
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -221,6 +222,9 @@ class FetchScheduler:
         self._closed = False
         self._data_clock: int | None = None  # newest fill timestamp any response has shown
         self.counts = SchedulerCounts()
+        # The API's count for each wallet's whole planned window, from its first page (the
+        # completeness audit uses it: audits.py), and when that page came back.
+        self.first_totals: dict[str, tuple[Window, int, float]] = {}
         self._top: dict[str, list[WindowJob]] = {}
         for index, (wallet, window) in enumerate(plans):
             jobs = [] if window is None else [WindowJob(wallet, window, (index,))]
@@ -360,6 +364,8 @@ class FetchScheduler:
             self._in_flight -= 1
             self._gate.observe(seconds)
             self._see(job, newest)
+            if len(job.order) == 1 and job.state is JobState.PENDING and page.total is not None:
+                self.first_totals[job.wallet] = (job.window, page.total, time.time())
             if cut is None:
                 self._add_page(job, page)
             else:
