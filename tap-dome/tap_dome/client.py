@@ -1,38 +1,22 @@
-"""The base stream for Dome endpoints: base URL, bearer auth, headers, paginator."""
+"""What every Dome request carries. Requests themselves are made in one place: fetch.py.
+
+The key only ever travels as this header: never as a parameter, in a context, a log line,
+the state or an error message.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
-from singer_sdk import RESTStream
-from singer_sdk.authenticators import BearerTokenAuthenticator
-from typing_extensions import override
-
-from tap_dome.pagination import DomePaginator
-
-DEFAULT_API_URL = "https://api.domeapi.io/v1"
+from importlib import metadata
 
 
-class DomeStream(RESTStream[Any]):
-    """Shared plumbing of Dome streams (the key is only ever a request header)."""
-
-    @override
-    @property
-    def url_base(self) -> str:
-        return str(self.config.get("api_url") or DEFAULT_API_URL).rstrip("/")
-
-    @override
-    @property
-    def authenticator(self) -> BearerTokenAuthenticator:
-        return BearerTokenAuthenticator(token=str(self.config.get("api_key", "")))
-
-    @override
-    @property
-    def http_headers(self) -> dict[str, str]:
-        headers = dict(super().http_headers)
-        headers["Accept"] = "application/json"
-        return headers
-
-    @override
-    def get_new_paginator(self) -> DomePaginator:
-        return DomePaginator()
+def request_headers(api_key: str) -> dict[str, str]:
+    """Bearer auth, JSON, and a User-Agent that names the tap and its version."""
+    try:
+        version = metadata.version("tap-dome")
+    except metadata.PackageNotFoundError:  # running from a source tree without install
+        version = "0"
+    return {
+        "Authorization": f"Bearer {api_key}",
+        "Accept": "application/json",
+        "User-Agent": f"tap-dome/{version}",
+    }

@@ -25,3 +25,11 @@ class DomePaginationError(DomeError):
 
 class DomeDataError(DomeError):
     """A fill came back without the fields that identify it."""
+
+
+class DomeConfigError(DomeError):
+    """A setting makes the run impossible (found before any request)."""
+
+
+class DomeStateError(DomeError):
+    """The Singer state handed to the tap cannot be used (found before any request)."""

@@ -12,6 +12,8 @@ from typing import Any
 
 from tap_dome.errors import DomeDataError
 
+ISO_CACHE_SIZE = 65536
+
 
 def order_id(fill: dict[str, Any]) -> str:
     """The identity of one fill event, used as key everywhere (tap, warehouse, dbt).
@@ -48,7 +50,7 @@ def _describe(fill: dict[str, Any]) -> str:
 
 
 class RecordBuilder:
-    """Completes API fills into records in place; caches the last formatted second.
+    """Completes API fills into records in place; caches formatted seconds.
 
     Fields the schema does not name are moved into `extra_fields`, so a field Dome adds
     later is kept (and loaded) instead of being dropped or breaking the catalog.
@@ -56,42 +58,57 @@ class RecordBuilder:
 
     def __init__(self, known_fields: frozenset[str] = frozenset()) -> None:
         self._known = known_fields
-        self._last_ts: int | None = None
-        self._last_iso = ""
+        self._iso: dict[int, str] = {}
 
     def iso(self, ts: int) -> str:
-        """`ts` as an RFC 3339 UTC string; fills cluster in seconds, so cache the last one."""
-        if ts != self._last_ts:
-            self._last_iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-            self._last_ts = ts
-        return self._last_iso
+        """`ts` as an RFC 3339 UTC string; fills cluster in seconds, so keep recent ones."""
+        text = self._iso.get(ts)
+        if text is None:
+            if len(self._iso) >= ISO_CACHE_SIZE:
+                self._iso.clear()
+            text = self._iso[ts] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+        return text
+
+    def build_page(self, fills: list[dict[str, Any]], wallet: str) -> list[dict[str, Any]]:
+        """`build` for every fill of a page (one call per page keeps the loop tight)."""
+        build = self.build
+        return [build(fill, wallet) for fill in fills]
 
     def build(self, fill: dict[str, Any], wallet: str) -> dict[str, Any]:
         """Add `order_id`, `wallet`, `filled_at`; make the types match the schema."""
-        ts = fill.get("timestamp")
+        get = fill.get
+        ts = get("timestamp")
         if type(ts) is not int:
             if ts is None:
                 raise DomeDataError(f"fill without timestamp: {_describe(fill)}")
-            ts = int(float(ts))
-            fill["timestamp"] = ts
-        token_id = fill.get("token_id")
+            ts = fill["timestamp"] = int(float(ts))
+        token_id = get("token_id")
         if token_id is not None and type(token_id) is not str:
             fill["token_id"] = str(token_id)
-        shares = fill.get("shares")
+        shares = get("shares")
         if shares is not None and type(shares) is not int:
             fill["shares"] = int(float(shares))
-        for name in ("price", "shares_normalized"):
-            value = fill.get(name)
-            if type(value) is str:
-                fill[name] = float(value)
-        for name in ("log_index", "block_number"):
-            value = fill.get(name)
-            if value is not None and type(value) is not int:
-                fill[name] = int(value)
-        fill["order_id"] = order_id(fill)
+        price = get("price")
+        if type(price) is str:
+            fill["price"] = float(price)
+        normalized = get("shares_normalized")
+        if type(normalized) is str:
+            fill["shares_normalized"] = float(normalized)
+        block = get("block_number")
+        if block is not None and type(block) is not int:
+            fill["block_number"] = int(block)
+        tx_hash = get("tx_hash")
+        log_index = get("log_index")
+        if log_index is not None and type(tx_hash) is str and tx_hash:
+            if type(log_index) is not int:
+                log_index = fill["log_index"] = int(log_index)
+            fill["order_id"] = f"{tx_hash.lower()}:{log_index}"
+        else:
+            fill["order_id"] = order_id(fill)
         fill["wallet"] = wallet
-        fill["filled_at"] = self.iso(ts)
-        if self._known and not fill.keys() <= self._known:
-            extra = {k: fill.pop(k) for k in list(fill) if k not in self._known}
-            fill["extra_fields"] = extra
+        text = self._iso.get(ts)
+        fill["filled_at"] = text if text is not None else self.iso(ts)
+        known = self._known
+        if known and not fill.keys() <= known:
+            fill["extra_fields"] = {k: fill.pop(k) for k in list(fill) if k not in known}
         return fill

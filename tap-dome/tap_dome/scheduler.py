@@ -27,6 +27,7 @@ from typing import Any
 
 import requests
 
+from tap_dome.events import Event, FillsFetched, WindowDone
 from tap_dome.fetch import PageFetcher
 from tap_dome.page import page_of
 from tap_dome.pagination import DomePaginator
@@ -57,6 +58,13 @@ class WindowJob:
     children: list[WindowJob] = field(default_factory=list)
     in_flight: bool = False
     first_page: bool = True
+    # The API's data clock as known when this window's first request was sent, raised by
+    # the window's own fills: the window is complete through min(end, this).
+    data_clock: int | None = None
+
+    def seen_through(self) -> int | None:
+        """The newest second this window is known complete through (see WindowDone)."""
+        return None if self.data_clock is None else min(self.window.end, self.data_clock)
 
 
 class FetchScheduler:
@@ -89,6 +97,7 @@ class FetchScheduler:
         self._top: dict[str, list[WindowJob]] = {}
         self._fatal: BaseException | None = None
         self._closed = False
+        self._data_clock: int | None = None  # newest fill timestamp any response has shown
         for index, (wallet, window) in enumerate(plans):
             jobs = [] if window is None else [WindowJob(wallet, window, (index,))]
             self._top[wallet] = jobs
@@ -113,12 +122,17 @@ class FetchScheduler:
 
     # Consumer side
 
-    def iter_wallet(self, wallet: str) -> Iterator[list[dict[str, Any]] | Window]:
-        """A wallet's pages, oldest window first; a Window item marks it complete."""
+    @property
+    def data_clock(self) -> int | None:
+        """The newest fill timestamp that any response of this run has shown."""
+        return self._data_clock
+
+    def iter_wallet(self, wallet: str) -> Iterator[Event]:
+        """A wallet's pages, oldest window first; `WindowDone` marks each window complete."""
         for job in self._top.get(wallet, []):
             yield from self._drain(job)
 
-    def _drain(self, job: WindowJob) -> Iterator[list[dict[str, Any]] | Window]:
+    def _drain(self, job: WindowJob) -> Iterator[Event]:
         self._current = job
         while True:
             orders: list[dict[str, Any]] | None = None
@@ -142,13 +156,13 @@ class FetchScheduler:
                     self._open.remove(job)
                     self._cond.notify_all()
             if orders is not None:
-                yield orders
+                yield FillsFetched(orders)
             elif state is JobState.SPLIT:
                 for child in job.children:
                     yield from self._drain(child)
                 return
             else:
-                yield job.window
+                yield WindowDone(job.window, job.seen_through())
                 return
 
     # Worker side
@@ -204,6 +218,8 @@ class FetchScheduler:
                 job.in_flight = True
                 self._pages_held += 1
                 params = self._params(job)
+                if job.first_page:
+                    job.data_clock = self._data_clock
             try:
                 response = self._fetcher.fetch(params)
                 with self._cond:
@@ -219,6 +235,12 @@ class FetchScheduler:
 
     def _accept(self, job: WindowJob, response: requests.Response) -> None:
         page = page_of(response)
+        newest = newest_timestamp(page.orders)
+        if newest is not None:
+            if self._data_clock is None or newest > self._data_clock:
+                self._data_clock = newest
+            if job.data_clock is None or newest > job.data_clock:
+                job.data_clock = newest
         if job.first_page:
             job.first_page = False
             estimate = estimate_fills(job.window, page) if page.has_more else len(page.orders)
@@ -251,3 +273,16 @@ class FetchScheduler:
             job.window.end,
             len(windows),
         )
+
+
+def newest_timestamp(fills: list[dict[str, Any]]) -> int | None:
+    """The largest `timestamp` among raw fills (numbers or numeric strings), or None."""
+    newest: int | None = None
+    for fill in fills:
+        value = fill.get("timestamp")
+        if value is None:
+            continue
+        stamp = value if type(value) is int else int(float(value))
+        if newest is None or stamp > newest:
+            newest = stamp
+    return newest

@@ -1,7 +1,8 @@
-"""Reading and checking the tap's settings before any request is made.
+"""The tap's settings: their schema and defaults (one place), and resolving them for a run.
 
 Everything here fails early with a message that names the setting and the bad values,
-so a typo in a list of ten thousand wallets costs one error, not a partial run.
+so a typo in a list of ten thousand wallets costs one error, not a partial run. The
+schema below is the only place a default is written: `resolve` reads defaults from it.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 
 WALLET_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+MAX_INVALID_SHOWN = 50
+DEFAULT_API_URL = "https://api.domeapi.io/v1"
 
 # Dome's published tiers: (requests per second, requests per 10 seconds).
 TIERS: dict[str, tuple[float, int]] = {
@@ -24,9 +29,132 @@ TIERS: dict[str, tuple[float, int]] = {
     "dev": (100, 500),
     "pro": (300, 3000),
 }
-DEFAULT_START_DATE = "2022-01-01T00:00:00Z"
-DEFAULT_LOOKBACK_SECONDS = 7200
-MAX_INVALID_SHOWN = 50
+DEFAULT_TIER = "free"
+
+
+def _tiers_text() -> str:
+    return ", ".join(f"{name} {int(s)}/s and {t}/10s" for name, (s, t) in TIERS.items())
+
+
+CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
+    th.Property(
+        "api_key",
+        th.StringType,
+        required=True,
+        secret=True,
+        title="API key",
+        description="Dome API key (sent as a Bearer token). Never logged.",
+    ),
+    th.Property(
+        "api_url",
+        th.StringType,
+        default=DEFAULT_API_URL,
+        title="API URL",
+        description="Base URL of the Dome API, ending in /v1 (the simulator's for tests).",
+    ),
+    th.Property(
+        "wallets",
+        th.ArrayType(th.StringType),
+        title="Wallets",
+        description="Wallet addresses (0x + 40 hex). Lowercased and de-duplicated.",
+    ),
+    th.Property(
+        "wallets_file",
+        th.StringType,
+        title="Wallets file",
+        description="Path of a file of wallet addresses, one per line; `#` comments.",
+    ),
+    th.Property(
+        "start_date",
+        th.DateTimeType,
+        default="2022-01-01T00:00:00Z",
+        title="Start date",
+        description="Earliest fill to read (ISO 8601).",
+    ),
+    th.Property(
+        "end_date",
+        th.DateTimeType,
+        title="End date",
+        description="Latest fill to read (ISO 8601); default: now, at the start of the run.",
+    ),
+    th.Property(
+        "page_size",
+        th.IntegerType(minimum=1, maximum=1000),
+        default=1000,
+        title="Page size",
+        description="Fills per request (the API's `limit`, 1..1000).",
+    ),
+    th.Property(
+        "api_tier",
+        th.StringType(allowed_values=list(TIERS)),
+        title="API tier",
+        description=f"Shorthand for the two request budgets: {_tiers_text()}.",
+    ),
+    th.Property(
+        "requests_per_second",
+        th.NumberType,
+        title="Requests per second",
+        description="Per-second request budget (default: from api_tier, else "
+        f"{DEFAULT_TIER.title()}: {int(TIERS[DEFAULT_TIER][0])}).",
+    ),
+    th.Property(
+        "requests_per_10_seconds",
+        th.IntegerType,
+        title="Requests per 10 seconds",
+        description="10-second request budget (default: from api_tier, else "
+        f"{DEFAULT_TIER.title()}: {TIERS[DEFAULT_TIER][1]}).",
+    ),
+    th.Property(
+        "max_concurrency",
+        th.IntegerType(minimum=1),
+        default=8,
+        title="Max concurrency",
+        description="Requests in flight at once, across wallets and time windows.",
+    ),
+    th.Property(
+        "lookback",
+        th.IntegerType(minimum=0),
+        default=7200,
+        title="Lookback (seconds)",
+        description="How far before each wallet's bookmark an incremental run re-reads, "
+        "to catch fills the API indexes out of order.",
+    ),
+    th.Property(
+        "request_timeout",
+        th.NumberType,
+        default=30,
+        title="Request timeout (seconds)",
+        description="Timeout of one HTTP request.",
+    ),
+    th.Property(
+        "max_window_fills",
+        th.IntegerType(minimum=1),
+        default=10000,
+        title="Max fills per window",
+        description="A wallet's history is read in time windows of at most about this "
+        "many fills; the bookmark moves per window, so this bounds the re-read after a "
+        "crash.",
+    ),
+    th.Property(
+        "max_retries",
+        th.IntegerType(minimum=0),
+        default=12,
+        title="Max retries",
+        description="Consecutive retries of one request (429, 5xx, timeouts, bad bodies); "
+        "0 fails at the first error.",
+    ),
+    th.Property(
+        "progress_interval",
+        th.NumberType,
+        default=15,
+        title="Progress interval (seconds)",
+        description="How often a progress line is logged.",
+    ),
+).to_dict()
+
+DEFAULTS: dict[str, Any] = {
+    name: spec["default"] for name, spec in CONFIG_SCHEMA["properties"].items() if "default" in spec
+}
 
 
 def config_error(message: str) -> ConfigValidationError:
@@ -36,8 +164,9 @@ def config_error(message: str) -> ConfigValidationError:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """The resolved numbers a run works with."""
+    """The resolved values a run works with (built once per run, see `resolve`)."""
 
+    api_url: str
     wallets: tuple[str, ...]
     start_time: int
     end_time: int
@@ -112,32 +241,57 @@ def parse_time(value: Any, setting: str) -> int:
     return int(parsed.timestamp())
 
 
-def _positive(config: Mapping[str, Any], name: str, default: float) -> float:
+def _number(
+    config: Mapping[str, Any], name: str, *, default: float | None = None, zero_ok: bool = False
+) -> float:
+    """A numeric setting, else `default`, else its schema default; > 0 (>= 0 if `zero_ok`)."""
     value = config.get(name)
     if value is None:
-        return default
+        value = DEFAULTS[name] if default is None else default
     try:
         number = float(value)
     except (TypeError, ValueError) as exc:
         raise config_error(f"Setting `{name}` must be a number, got {value!r}") from exc
-    if number <= 0:
-        raise config_error(f"Setting `{name}` must be greater than 0, got {value!r}")
+    if number < 0 or (number == 0 and not zero_ok):
+        bound = ">= 0" if zero_ok else "greater than 0"
+        raise config_error(f"Setting `{name}` must be {bound}, got {value!r}")
     return number
 
 
+def check_api_url(value: Any) -> str:
+    """The API base URL without a trailing slash; an http(s) URL with a host, or an error."""
+    text = str(value).strip().rstrip("/")
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise config_error(
+            f"Setting `api_url` must be an http(s) URL such as {DEFAULT_API_URL}, got {value!r}",
+        )
+    return text
+
+
 def resolve(config: Mapping[str, Any], now: float | None = None) -> RunSettings:
-    """All settings checked and resolved against the tier and the clock."""
+    """All settings checked and resolved against the tier and the clock (`now`)."""
     wallets = load_wallets(config)
+    if not wallets:
+        where = (
+            f" (`wallets_file` {config['wallets_file']!r} lists none)"
+            if config.get("wallets_file")
+            else ""
+        )
+        raise config_error(
+            "No wallets to read: set `wallets` (TAP_DOME_WALLETS, a JSON array) or "
+            f"`wallets_file` (TAP_DOME_WALLETS_FILE){where}.",
+        )
     tier_name = config.get("api_tier")
     if tier_name is not None and str(tier_name).lower() not in TIERS:
         raise config_error(
             f"Setting `api_tier` must be one of {', '.join(TIERS)}, got {tier_name!r}",
         )
-    tier = TIERS[str(tier_name).lower()] if tier_name else TIERS["free"]
-    page_size = int(_positive(config, "page_size", 1000))
+    per_second, per_10_seconds = TIERS[str(tier_name or DEFAULT_TIER).lower()]
+    page_size = int(_number(config, "page_size"))
     if not 1 <= page_size <= 1000:
         raise config_error(f"Setting `page_size` must be 1..1000, got {page_size}")
-    start = parse_time(config.get("start_date") or DEFAULT_START_DATE, "start_date")
+    start = parse_time(config.get("start_date") or DEFAULTS["start_date"], "start_date")
     now_s = int(time.time() if now is None else now)
     end_setting = config.get("end_date")
     end = min(parse_time(end_setting, "end_date"), now_s) if end_setting else now_s
@@ -145,22 +299,21 @@ def resolve(config: Mapping[str, Any], now: float | None = None) -> RunSettings:
         raise config_error(
             f"Setting `start_date` ({start}) must be before `end_date`/now ({end})",
         )
-    lookback = config.get("lookback")
-    lookback_s = DEFAULT_LOOKBACK_SECONDS if lookback is None else int(lookback)
-    if lookback_s < 0:
-        raise config_error(f"Setting `lookback` must be >= 0 seconds, got {lookback}")
     return RunSettings(
+        api_url=check_api_url(config.get("api_url") or DEFAULTS["api_url"]),
         wallets=wallets,
         start_time=start,
         end_time=end,
         end_is_fixed=bool(end_setting),
         page_size=page_size,
-        requests_per_second=_positive(config, "requests_per_second", tier[0]),
-        requests_per_10_seconds=int(_positive(config, "requests_per_10_seconds", tier[1])),
-        max_concurrency=int(_positive(config, "max_concurrency", 8)),
-        lookback=lookback_s,
-        request_timeout=_positive(config, "request_timeout", 30),
-        max_window_fills=int(_positive(config, "max_window_fills", 10000)),
-        max_retries=int(_positive(config, "max_retries", 12)),
-        progress_interval=_positive(config, "progress_interval", 15),
+        requests_per_second=_number(config, "requests_per_second", default=per_second),
+        requests_per_10_seconds=int(
+            _number(config, "requests_per_10_seconds", default=per_10_seconds)
+        ),
+        max_concurrency=int(_number(config, "max_concurrency")),
+        lookback=int(_number(config, "lookback", zero_ok=True)),
+        request_timeout=_number(config, "request_timeout"),
+        max_window_fills=int(_number(config, "max_window_fills")),
+        max_retries=int(_number(config, "max_retries", zero_ok=True)),
+        progress_interval=_number(config, "progress_interval"),
     )

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tap_dome.errors import DomeAuthError
+from tap_dome.events import WindowDone
 from tap_dome.fetch import FetchStats, PageFetcher
 from tap_dome.ratelimit import RateLimiter
 from tap_dome.scheduler import FetchScheduler
@@ -42,11 +43,11 @@ def _consume(scheduler: FetchScheduler, wallets: list[str]) -> dict[str, Any]:
             for wallet in wallets:
                 ids: list[str] = []
                 windows: list[Window] = []
-                for item in scheduler.iter_wallet(wallet):
-                    if isinstance(item, Window):
-                        windows.append(item)
+                for event in scheduler.iter_wallet(wallet):
+                    if isinstance(event, WindowDone):
+                        windows.append(event.window)
                     else:
-                        ids.extend(f"{f['tx_hash']}:{f['log_index']}" for f in item)
+                        ids.extend(f"{f['tx_hash']}:{f['log_index']}" for f in event.fills)
                 out["ids"][wallet] = ids
                 out["windows"][wallet] = windows
         except Exception as exc:

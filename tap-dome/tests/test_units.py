@@ -92,17 +92,30 @@ def test_resolve_tiers_and_bad_values() -> None:
     assert (settings.requests_per_second, settings.requests_per_10_seconds) == (100, 500)
     assert settings.end_time == 2_000_000_000
     assert not settings.end_is_fixed
-    explicit = resolve({"api_tier": "pro", "requests_per_second": 5}, now=2_000_000_000)
+    explicit = resolve(
+        {"wallets": [W1], "api_tier": "pro", "requests_per_second": 5}, now=2_000_000_000
+    )
     assert explicit.requests_per_second == 5
     assert explicit.requests_per_10_seconds == 3000
-    with pytest.raises(ConfigValidationError, match="api_tier"):
-        resolve({"api_tier": "gold"})
-    with pytest.raises(ConfigValidationError, match="page_size"):
-        resolve({"page_size": 5000})
-    with pytest.raises(ConfigValidationError, match="start_date"):
-        resolve({"start_date": "yesterday"})
-    with pytest.raises(ConfigValidationError, match="start_date"):
-        resolve({"start_date": "2030-01-01", "end_date": "2029-01-01"}, now=2_000_000_000)
+    bad: list[tuple[dict[str, object], str]] = [
+        ({"api_tier": "gold"}, "api_tier"),
+        ({"page_size": 5000}, "page_size"),
+        ({"start_date": "yesterday"}, "start_date"),
+        ({"start_date": "2030-01-01", "end_date": "2029-01-01"}, "start_date"),
+        ({"api_url": "not a url"}, "api_url"),
+        ({"api_url": "ftp://example.com/v1"}, "api_url"),
+        ({"max_concurrency": 0}, "max_concurrency"),
+        ({"request_timeout": "soon"}, "request_timeout"),
+    ]
+    for config, setting in bad:
+        with pytest.raises(ConfigValidationError, match=setting):
+            resolve({"wallets": [W1], **config}, now=2_000_000_000)
+    with pytest.raises(ConfigValidationError, match="No wallets"):
+        resolve({}, now=2_000_000_000)
+    # Zero is a valid number of retries and of lookback seconds.
+    zero = resolve({"wallets": [W1], "max_retries": 0, "lookback": 0}, now=2_000_000_000)
+    assert (zero.max_retries, zero.lookback) == (0, 0)
+    assert resolve({"wallets": [W1]}, now=2_000_000_000).api_url == "https://api.domeapi.io/v1"
 
 
 def test_parse_time_forms() -> None:

@@ -1,0 +1,109 @@
+"""The `tap-dome` command: the SDK's CLI, with errors a user can act on in one line.
+
+A mistake in the settings or the state, or an API that stays unreachable once retries are
+spent, ends the run with exit code 1 and one `ERROR` line that names the setting, the
+wallet or the value, and no traceback. `--log-level debug` (or TAP_DOME_LOGLEVEL=debug)
+adds the traceback. Anything tap-dome did not foresee keeps the SDK's full report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+from singer_sdk.exceptions import ConfigValidationError
+
+from tap_dome.errors import DomeError
+
+LOGGER = logging.getLogger("tap-dome")
+LOG_LEVEL_ENV = "TAP_DOME_LOGLEVEL"
+
+
+def _take_log_level(args: list[str]) -> list[str]:
+    """Remove `--log-level X` / `--log-level=X` (the SDK has no such option); set the env."""
+    rest: list[str] = []
+    values = iter(args)
+    for arg in values:
+        if arg == "--log-level":
+            os.environ[LOG_LEVEL_ENV] = next(values, "info")
+        elif arg.startswith("--log-level="):
+            os.environ[LOG_LEVEL_ENV] = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    return rest
+
+
+def _debug() -> bool:
+    level = os.environ.get(LOG_LEVEL_ENV) or os.environ.get("LOGLEVEL") or ""
+    return level.strip().lower() == "debug"
+
+
+def _state_file_problem(args: Sequence[str]) -> str | None:
+    """Why the `--state` file cannot be used, checked before the SDK reads it."""
+    path = None
+    for index, arg in enumerate(args):
+        if arg == "--state" and index + 1 < len(args):
+            path = args[index + 1]
+        elif arg.startswith("--state="):
+            path = arg.split("=", 1)[1]
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        return f"State file {path!r} cannot be read: {exc.strerror or exc}"
+    if not text.strip():
+        return None  # an empty state file means "no state", as Meltano hands it over
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return (
+            f"State file {path!r} is not valid JSON ({exc.msg} at line {exc.lineno}, "
+            f"column {exc.colno}). Fix it or start without state."
+        )
+    if not isinstance(value, dict):
+        return f"State file {path!r} must hold a JSON object, got {type(value).__name__}"
+    return None
+
+
+def _fail(message: str, exc: BaseException | None = None) -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(levelname)s %(message)s")
+    if exc is not None and _debug():
+        LOGGER.error(message, exc_info=exc)
+    else:
+        LOGGER.error(message)
+    sys.stdout.flush()
+    raise SystemExit(1)
+
+
+def run(tap_class: Any, argv: Sequence[str] | None = None) -> None:
+    """Run `tap_class`'s CLI with `argv` (default: the process arguments)."""
+    args = _take_log_level(list(sys.argv[1:] if argv is None else argv))
+    problem = _state_file_problem(args)
+    if problem:
+        _fail(problem)
+    try:
+        code = tap_class.cli.main(args=args, prog_name="tap-dome", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    except click.exceptions.Abort:
+        raise SystemExit(1) from None
+    except DomeError as exc:
+        _fail(str(exc), exc)
+    except ConfigValidationError as exc:
+        _fail("; ".join(exc.errors) or str(exc), exc)
+    except SystemExit:
+        raise
+    except Exception:
+        sys.stdout.flush()
+        raise
+    if isinstance(code, int) and code:
+        raise SystemExit(code)

@@ -1,0 +1,128 @@
+"""One sync of the orders stream: what to read for each wallet, how, and the checkpoints.
+
+Built once per run by the stream. It owns the resolved settings, the Dome client (the only
+place requests are made: fetch.py behind a shared rate limiter), the fetch scheduler, the
+progress line and the checkpoint policy. The stream only turns its events into records and
+STATE messages.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+from tap_dome.checkpoints import Checkpoints
+from tap_dome.events import Event
+from tap_dome.fetch import FetchStats, PageFetcher
+from tap_dome.progress import Progress
+from tap_dome.ratelimit import RateLimiter
+from tap_dome.scheduler import FetchScheduler
+from tap_dome.settings import RunSettings
+from tap_dome.windows import Window
+
+
+class SyncRun:
+    """The run's machinery; `events(wallet)` is called once per wallet, in plan order."""
+
+    def __init__(
+        self,
+        settings: RunSettings,
+        *,
+        headers: dict[str, str],
+        states: list[tuple[str, MutableMapping[str, Any]]],
+        replication_key: str,
+        logger: logging.Logger,
+    ) -> None:
+        self.settings = settings
+        self.checkpoints = Checkpoints(
+            replication_key=replication_key,
+            every_fills=settings.max_window_fills // 2,
+        )
+        self.checkpoints.track(states)  # a bad bookmark fails here, before any request
+        self._headers = headers
+        self._logger = logger
+        self._scheduler: FetchScheduler | None = None
+        self._progress: Progress | None = None
+        self._remaining: deque[str] = deque()
+
+    def window(self, wallet: str) -> Window | None:
+        """What to read for a wallet: from its bookmark minus lookback (or start_date) on."""
+        settings = self.settings
+        start = settings.start_time
+        bookmark = self.checkpoints.bookmark(wallet)
+        if bookmark is not None:
+            if settings.end_is_fixed and bookmark >= settings.end_time:
+                return None
+            start = max(start, bookmark - settings.lookback)
+        start = min(start, settings.end_time - 1)
+        return Window(start, settings.end_time)
+
+    def events(self, wallet: str) -> Iterator[Event]:
+        """The wallet's fills and completed windows, oldest first."""
+        scheduler = self._scheduler_for(wallet)
+        try:
+            yield from scheduler.iter_wallet(wallet)
+        except BaseException:
+            self.close()
+            raise
+        if self._progress is not None:
+            self._progress.wallets_done += 1
+        if not self._remaining:
+            self.close()
+
+    def count_fills(self, count: int) -> None:
+        """Fills handed to the output: for the checkpoint cadence and the progress line."""
+        self.checkpoints.fills_emitted(count)
+        if self._progress is not None:
+            self._progress.fills += count
+
+    def close(self) -> None:
+        """Stop the workers and log the final progress line."""
+        if self._scheduler is not None:
+            self._scheduler.close()
+            self._scheduler = None
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        self._remaining.clear()
+
+    def _scheduler_for(self, wallet: str) -> FetchScheduler:
+        """The running scheduler, or a new one when syncs come out of the planned order."""
+        if self._scheduler is not None and self._remaining and self._remaining[0] == wallet:
+            self._remaining.popleft()
+            return self._scheduler
+        self.close()
+        wallets = list(self.settings.wallets)
+        order = wallets[wallets.index(wallet) :] if wallet in wallets else [wallet]
+        settings = self.settings
+        stats = FetchStats()
+        fetcher = PageFetcher(
+            base_url=settings.api_url,
+            headers=self._headers,
+            limiter=RateLimiter.for_rates(
+                settings.requests_per_second,
+                settings.requests_per_10_seconds,
+            ),
+            timeout=settings.request_timeout,
+            max_retries=settings.max_retries,
+            stats=stats,
+            logger=self._logger,
+        )
+        self._scheduler = FetchScheduler(
+            [(w, self.window(w)) for w in order],
+            fetcher,
+            page_size=settings.page_size,
+            max_concurrency=settings.max_concurrency,
+            max_window_fills=settings.max_window_fills,
+            logger=self._logger,
+        ).start()
+        self._progress = Progress(
+            wallets_total=len(order),
+            stats=stats,
+            logger=self._logger,
+            interval=settings.progress_interval,
+        ).start()
+        self._remaining = deque(order[1:])
+        return self._scheduler

@@ -1,0 +1,97 @@
+"""Every place tap-dome reaches into singer-sdk internals, in one file (singer-sdk 0.54.9).
+
+Each hook exists for a reason the SDK's public API does not cover, and each is guarded by
+a test (tap-dome/tests/test_sdk_hooks.py) that fails if a new SDK version changes what it
+relies on. Check them when moving the `singer-sdk` pin.
+
+- `StreamHooks._increment_stream_state`: the SDK moves a bookmark per record; ours moves
+  per completed time window (checkpoints.py), so the per-record hook does nothing.
+- `StreamHooks.write_state_now`: the SDK writes STATE every 10,000 records and at the end;
+  we write it after completed windows, through the SDK's own writer and flush flag.
+- `StreamHooks.fast_path_applies`: the SDK's per-record loop (`_sync_records`) costs more
+  than building the records; when no stream map, flattening, deselected field, batch
+  mode or test-mode record limit could change the output, pages of records are written
+  in bulk instead (streams.py), and the loop sees no records.
+- `DomeErrorsSpeakForThemselves`: the SDK logs "An unhandled error occurred while syncing"
+  before re-raising any error; for our own errors (DomeError, which cli.py reports in one
+  line that names the setting or value) that line is noise, so it is filtered out then.
+- `TapHooks._validate_config`: our checks (wallets, dates, tiers, URL) run where the SDK
+  checks the schema, so bad settings fail before any request (in one line: cli.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from singer_sdk import Stream, Tap
+from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.mapper import SameRecordTransform
+from typing_extensions import override
+
+from tap_dome.errors import DomeConfigError, DomeError
+
+SDK_VERSION_FOLLOWED = "0.54.9"
+
+
+SDK_SYNC_ERROR_MESSAGE = "An unhandled error occurred while syncing '%s'"
+
+
+class DomeErrorsSpeakForThemselves(logging.Filter):
+    """Drops the SDK's generic sync-error line while one of our own errors is in flight."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False (drop) for the SDK's line when the exception being handled is a DomeError."""
+        return not (
+            record.msg == SDK_SYNC_ERROR_MESSAGE and isinstance(sys.exc_info()[1], DomeError)
+        )
+
+
+class StreamHooks(Stream):
+    """The stream-side hooks (see the module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.logger.addFilter(DomeErrorsSpeakForThemselves())
+
+    @override
+    def _increment_stream_state(self, latest_record: Any, *, context: Any = None) -> None:
+        """Bookmarks move per completed window (checkpoints.py), never per record."""
+
+    def write_state_now(self) -> None:
+        """Write a STATE message with the current bookmarks, through the SDK's writer."""
+        self.state_manager.is_flushed = False
+        self._write_state_message()
+
+    def fast_path_applies(self) -> bool:
+        """True when the SDK's per-record processing could not change a record's output."""
+        maps = self.stream_maps
+        return (
+            self.ABORT_AT_RECORD_COUNT is None
+            and not self.get_batch_config(self.config)
+            and len(maps) == 1
+            and type(maps[0]) is SameRecordTransform
+            and not maps[0].flattening_enabled
+            and maps[0].stream_alias == self.name
+            and all(self.mask[("properties", name)] for name in self.schema["properties"])
+        )
+
+
+class TapHooks(Tap):
+    """The tap-side hook (see the module docstring)."""
+
+    settings: Any  # the resolved settings (tap.py), which raise ConfigValidationError
+
+    @override
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """The schema checks, then ours (wallets, dates, tier, URL): all before any request."""
+        errors = super()._validate_config(raise_errors=raise_errors)
+        if not errors:
+            try:
+                _ = self.settings
+            except ConfigValidationError as exc:
+                if raise_errors:  # reported in one line by cli.py, not the SDK's two
+                    raise DomeConfigError("; ".join(exc.errors) or str(exc)) from exc
+                errors.extend(exc.errors)
+        return errors

@@ -1,0 +1,121 @@
+"""Bad input, tried as a new user would: one clear line, no traceback, no request, no state."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import API_KEY, TAP, _env, run_tap, tap_config
+
+from tap_dome.simulator import Dataset
+
+WALLET = "0x" + "ab" * 20
+
+
+def _error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "ERROR" in line]
+
+
+def _assert_one_clear_failure(run: Any, *needles: str) -> None:
+    assert run.returncode == 1, (run.returncode, run.stderr[-2000:])
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    errors = _error_lines(run.stderr)
+    assert len(errors) == 1, run.stderr[-2000:]
+    for needle in needles:
+        assert needle in errors[0], (needle, errors)
+    assert not run.states, "no STATE may be written"
+    assert API_KEY not in run.stderr + run.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def sim(simulator_factory: Any) -> Any:
+    return simulator_factory(Dataset.custom([40, 5], seed=21))
+
+
+def test_empty_wallet_list_fails_naming_the_settings(tmp_path: Path, sim: Any) -> None:
+    run = run_tap(tmp_path, tap_config(sim, wallets=[]))
+    _assert_one_clear_failure(run, "`wallets`", "`wallets_file`")
+    empty = tmp_path / "wallets.txt"
+    empty.write_text("# nobody yet\n")
+    run = run_tap(tmp_path, tap_config(sim, wallets=[], wallets_file=str(empty)))
+    _assert_one_clear_failure(run, "`wallets_file`", "wallets.txt")
+    assert sim.stats()["requests"] == 0
+
+
+def test_api_url_that_is_not_a_url(tmp_path: Path, sim: Any) -> None:
+    run = run_tap(tmp_path, tap_config(sim, api_url="not a url"))
+    _assert_one_clear_failure(run, "`api_url`", "'not a url'")
+
+
+def test_bookmark_that_is_not_a_number_names_wallet_and_value(tmp_path: Path, sim: Any) -> None:
+    wallet = sim.wallets[1]
+    state = {
+        "bookmarks": {
+            "orders": {
+                "partitions": [
+                    {
+                        "context": {"wallet": wallet},
+                        "replication_key": "timestamp",
+                        "replication_key_value": "yesterday",
+                    }
+                ]
+            }
+        }
+    }
+    run = run_tap(tmp_path, tap_config(sim), state=state)
+    _assert_one_clear_failure(run, wallet, "'yesterday'")
+    assert sim.stats()["requests"] == 0
+    assert not run.records
+
+
+def test_state_file_that_is_not_json(tmp_path: Path, sim: Any) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(tap_config(sim)))
+    state = tmp_path / "state.json"
+    state.write_text('{"bookmarks": {"orders": ')
+    done = subprocess.run(
+        [*TAP, "--config", str(config), "--state", str(state)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    errors = _error_lines(done.stderr)
+    assert errors, done.stderr
+    assert "state.json" in errors[0]
+    assert "not valid JSON" in errors[0]
+    assert '"STATE"' not in done.stdout
+    assert sim.stats()["requests"] == 0
+
+
+def test_unreachable_api_after_retries_is_one_line_and_debug_shows_the_traceback(
+    tmp_path: Path, sim: Any
+) -> None:
+    url = f"http://127.0.0.1:{_free_port()}/v1"
+    config = tap_config(sim, api_url=url, max_retries=1, wallets=[WALLET])
+    run = run_tap(tmp_path, config)
+    _assert_one_clear_failure(run, "failed 2 times", "max_retries")
+    config_path = tmp_path / "config.json"
+    done = subprocess.run(
+        [*TAP, "--config", str(config_path), "--log-level", "debug"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr

@@ -1,0 +1,99 @@
+"""Guards of every singer-sdk internal that tap_dome/sdk_hooks.py relies on.
+
+When a new SDK version changes one of these, a test here fails and names it, instead of
+the tap silently emitting the wrong thing.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from conftest import run_tap, tap_config
+from singer_sdk import Stream, Tap
+from singer_sdk.helpers._state import StateWriter
+
+from tap_dome.sdk_hooks import SDK_SYNC_ERROR_MESSAGE, SDK_VERSION_FOLLOWED
+from tap_dome.simulator import Dataset
+
+
+def test_the_sdk_internals_we_use_still_exist() -> None:
+    from importlib import metadata
+
+    assert metadata.version("singer-sdk") == SDK_VERSION_FOLLOWED
+    assert callable(Stream._increment_stream_state)
+    assert callable(Stream._write_state_message)
+    assert hasattr(Stream, "ABORT_AT_RECORD_COUNT")
+    assert callable(Tap._validate_config)
+    # The per-record loop still calls the bookmark hook we silence, and writes RECORDs
+    # through the method the bulk path replaces.
+    loop = inspect.getsource(Stream._sync_records)
+    assert "_increment_stream_state" in loop
+    assert "_write_record_message" in loop
+    # The flush flag `write_state_now` clears is what gates a STATE message.
+    assert "is_flushed" in inspect.getsource(Stream._write_state_message)
+    assert callable(StateWriter.write_state)
+    # The generic line our log filter drops is still the SDK's.
+    assert SDK_SYNC_ERROR_MESSAGE in inspect.getsource(Stream.sync)
+
+
+def test_bulk_output_equals_the_sdk_path(tmp_path: Path, simulator_factory: Any) -> None:
+    """A stream map forces the SDK's own per-record path: same records, plus the map."""
+    sim = simulator_factory(Dataset.custom([300, 40, 0], seed=9))
+    fast = run_tap(tmp_path / "fast", tap_config(sim, page_size=50))
+    mapped = run_tap(
+        tmp_path / "sdk",
+        tap_config(sim, page_size=50, stream_maps={"orders": {"id_copy": "order_id"}}),
+    )
+    assert fast.returncode == 0, fast.stderr[-2000:]
+    assert mapped.returncode == 0, mapped.stderr[-2000:]
+    assert all(r["id_copy"] == r["order_id"] for r in mapped.records)
+    stripped = [{k: v for k, v in r.items() if k != "id_copy"} for r in mapped.records]
+    assert sorted(fast.records, key=lambda r: r["order_id"]) == sorted(
+        stripped, key=lambda r: r["order_id"]
+    )
+    assert len(fast.records) == 340
+    # The message envelope is the SDK's: same keys, an aware ISO 8601 time_extracted.
+    fast_lines = [m for m in fast.messages if m["type"] == "RECORD"]
+    sdk_lines = [m for m in mapped.messages if m["type"] == "RECORD"]
+    assert (
+        set(fast_lines[0])
+        == set(sdk_lines[0])
+        == {
+            "type",
+            "stream",
+            "record",
+            "time_extracted",
+        }
+    )
+    assert datetime.fromisoformat(fast_lines[0]["time_extracted"]).tzinfo is not None
+    # The record counter still counts what the bulk path wrote.
+    counts = [
+        json.loads(line.split("METRIC: ", 1)[1])
+        for line in fast.stderr.splitlines()
+        if "METRIC: " in line and '"record_count"' in line
+    ]
+    assert sum(c["value"] for c in counts) == 340
+
+
+def test_test_mode_still_stops_after_one_record(tmp_path: Path, simulator_factory: Any) -> None:
+    import subprocess
+
+    from conftest import TAP, _env
+
+    sim = simulator_factory(Dataset.custom([120], seed=4))
+    (tmp_path / "config.json").write_text(json.dumps(tap_config(sim, page_size=50)))
+    done = subprocess.run(
+        [*TAP, "--config", str(tmp_path / "config.json"), "--test"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=False,
+        timeout=60,
+    )
+    records = [line for line in done.stdout.splitlines() if '"type":"RECORD"' in line]
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(records) == 1
