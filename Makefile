@@ -17,6 +17,7 @@ lint: setup
 
 bench: setup
 	.venv/bin/python bench/run.py
+	.venv/bin/python bench/loaders.py
 
 clean:
 	rm -rf .venv .meltano output

@@ -97,7 +97,9 @@ class TargetBigQueryDome(Target):
         self._upload_pool = ThreadPoolExecutor(workers, thread_name_prefix="upload")
         self._load_pool = ThreadPoolExecutor(workers, thread_name_prefix="load")
         self._clients = _Clients(config)
-        self._uploader = Uploader(self._clients.bucket(), str(config.get("compression") or "gzip"))
+        self._uploader = Uploader(
+            self._clients.bucket(), str(config.get("compression") or "gzip"), self._dir
+        )
         self._streams: dict[str, _Stream] = {}
         self._pending_state: dict[str, Any] | None = None
         self._last_checkpoint = time.monotonic()
