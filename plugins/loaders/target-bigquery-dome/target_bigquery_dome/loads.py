@@ -9,6 +9,7 @@ STATE never runs ahead of the raw table. Several checkpoints' loads may be in fl
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import threading
@@ -23,15 +24,22 @@ from google.cloud import bigquery
 
 from target_bigquery_dome.staging import Staged
 
-# Tests only: "before_load=SECONDS" or "after_load=SECONDS" holds every load job there, so that a
-# test can kill the loader between an upload and its load, or between a load and its STATE.
+# Tests only: "before_load=SECONDS" or "after_load=SECONDS" holds load jobs there, so that a
+# test can kill the loader between an upload and its load, or between a load and its STATE;
+# "before_load=SECONDS@N" holds the N-th load job of the run and the later ones only.
 TEST_PAUSE_ENV = "TARGET_BIGQUERY_DOME_TEST_PAUSE"
+_LOADS_STARTED = itertools.count(1)
 
 
-def _test_pauses() -> dict[str, float]:
+def _test_pauses() -> dict[str, tuple[float, int]]:
     spec = os.environ.get(TEST_PAUSE_ENV, "")
-    pairs = (item.split("=", 1) for item in spec.split(",") if "=" in item)
-    return {key.strip(): float(value) for key, value in pairs}
+    pauses = {}
+    for item in spec.split(","):
+        if "=" in item:
+            key, value = item.split("=", 1)
+            seconds, _, first = value.partition("@")
+            pauses[key.strip()] = (float(seconds), int(first or 1))
+    return pauses
 
 
 class LoadError(RuntimeError):
@@ -49,16 +57,19 @@ class LoadJob:
     logger: logging.Logger
     # bqemulator reports the table's row count after a load, not the rows the load added.
     exact_count: bool = field(default_factory=lambda: not os.environ.get("BIGQUERY_EMULATOR_HOST"))
-    pauses: dict[str, float] = field(default_factory=_test_pauses)
+    pauses: dict[str, tuple[float, int]] = field(default_factory=_test_pauses)
+    number: int = 0
 
     def _pause(self, where: str) -> None:
-        if where in self.pauses:
-            self.logger.warning("test pause %s: %.1f s", where, self.pauses[where])
-            time.sleep(self.pauses[where])
+        seconds, first = self.pauses.get(where, (0.0, 0))
+        if seconds and self.number >= first:
+            self.logger.warning("test pause %s of load %d: %.1f s", where, self.number, seconds)
+            time.sleep(seconds)
 
     def run(self, uploads: Sequence[Future[Staged]]) -> int:
         """Wait for the uploads, run the load job, wait for it, check its row count."""
         staged = [_result(u) for u in uploads]
+        self.number = next(_LOADS_STARTED)
         uris = [s.uri for s in staged]
         expected = sum(s.rows for s in staged)
         config = bigquery.LoadJobConfig(
