@@ -1,5 +1,5 @@
 # Targets match the README. `make run` and `make test` do all set-up themselves.
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test test-fast lint bench clean
 
 setup:
 	bash scripts/bootstrap.sh
@@ -10,10 +10,14 @@ run: setup
 test: setup
 	bash scripts/test.sh
 
+# The inner loop (about 2 minutes): lint, then the tap's and the simulator's tests without the
+# end-to-end suites (pytest marker e2e: Meltano, dbt, BigQuery emulators).
+test-fast: setup
+	bash scripts/lint.sh
+	.venv/bin/pytest -q -m "not e2e"
+
 lint: setup
-	.venv/bin/ruff check tap-dome tests bench plugins
-	.venv/bin/ruff format --check tap-dome tests bench plugins
-	cd tap-dome && ../.venv/bin/mypy tap_dome
+	bash scripts/lint.sh
 
 bench: setup
 	.venv/bin/python bench/run.py

@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from run import API_KEY, simulator
+from run import API_KEY, simulator  # noqa: E402
 
-from tests.bigquery import bq_harness
+from tests.bigquery import bq_harness  # noqa: E402
 
 BUCKET = "bench-staging"
 FAST = {
@@ -103,9 +103,7 @@ def run_job(args: list[str], env: dict[str, str]) -> tuple[float, int]:
     with peak_rss(proc.pid) as peak:
         _out, err = proc.communicate()
     if proc.returncode:
-        raise RuntimeError(
-            f"{args[:4]} failed:\n{err.decode(errors='replace')[-3000:]}"
-        )
+        raise RuntimeError(f"{args[:4]} failed:\n{err.decode(errors='replace')[-3000:]}")
     return time.perf_counter() - started, peak[0]
 
 
@@ -133,14 +131,10 @@ def tap_alone(info: dict[str, Any], workdir: Path) -> tuple[float, int]:
     }
     path = workdir / "tap.json"
     path.write_text(json.dumps(config))
-    return run_job(
-        [sys.executable, "-m", "tap_dome.tap", "--config", str(path)], dict(os.environ)
-    )
+    return run_job([sys.executable, "-m", "tap_dome.tap", "--config", str(path)], dict(os.environ))
 
 
-def meltano_run(
-    env: dict[str, str], *plugins: str, environment: str = "dev"
-) -> list[str]:
+def meltano_run(env: dict[str, str], *plugins: str, environment: str = "dev") -> list[str]:
     suffix = f"bench{time.time_ns()}"
     return [
         str(ROOT / ".venv/bin/meltano"),
@@ -153,9 +147,7 @@ def meltano_run(
     ]
 
 
-def bigquery_env(
-    info: dict[str, Any], stack: bq_harness.Stack, dataset: str
-) -> dict[str, str]:
+def bigquery_env(info: dict[str, Any], stack: bq_harness.Stack, dataset: str) -> dict[str, str]:
     return {
         **tap_env(info),
         **stack.env(),
@@ -228,9 +220,7 @@ def main() -> None:
                 env = bigquery_env(info, stack, dataset)
                 # prod: the tap writes BATCH files (its batch_config); dev: RECORD lines.
                 environment = "prod" if mode == "batch" else "dev"
-                cmd = meltano_run(
-                    env, "tap-dome", "target-bigquery", environment=environment
-                )
+                cmd = meltano_run(env, "tap-dome", "target-bigquery", environment=environment)
                 wall, rss = run_job(cmd, env)
                 loaded = count_bq(stack, dataset)
                 stack.drop_dataset(dataset)
@@ -257,14 +247,10 @@ def main() -> None:
             wall, rss = run_job(meltano_run(env, "tap-dome", "target-duckdb"), env)
             return wall, rss, count_duckdb(database)
 
-        rows.append(
-            ("meltano run tap-dome target-duckdb", *median_of(args.repeats, duckdb))
-        )
+        rows.append(("meltano run tap-dome target-duckdb", *median_of(args.repeats, duckdb)))
 
     tap_rate = fills / rows[0][1]
-    print(
-        f"\nLoaders: {fills:,} fills, {args.repeats} run(s) each (median wall; peak summed RSS)"
-    )
+    print(f"\nLoaders: {fills:,} fills, {args.repeats} run(s) each (median wall; peak summed RSS)")
     print(f"  {'job':<56} {'fills/s':>9} {'ratio':>6} {'peak RSS':>10}  rows")
     for name, wall, rss, loaded in rows:
         rate = fills / wall

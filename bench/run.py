@@ -33,7 +33,7 @@ def simulator(*extra: str) -> Iterator[dict[str, Any]]:
         [
             sys.executable,
             "-m",
-            "tap_dome.simulator",
+            "dome_simulator",
             "--port",
             "0",
             "--api-key",
@@ -180,9 +180,7 @@ def main() -> None:
         }
         raw_s, fills = timed(args.repeats, lambda: raw_client(info, emit=False))
         emit_s, _ = timed(args.repeats, lambda: raw_client(info, emit=True))
-        tap_s, (tap_fills, _) = timed(
-            args.repeats, lambda: run_tap(info, workdir, **fast)
-        )
+        tap_s, (tap_fills, _) = timed(args.repeats, lambda: run_tap(info, workdir, **fast))
         assert tap_fills == fills, (tap_fills, fills)
         pipe_s, loaded = timed(args.repeats, lambda: run_pipeline(info, workdir))
         assert loaded == fills, (loaded, fills)
@@ -210,13 +208,12 @@ def main() -> None:
             )
         )
     print(
-        f"\nRecords: {fills:,} fills, {args.repeats} runs each, medians (fills/s; ratio to raw client)"
+        f"\nRecords: {fills:,} fills, {args.repeats} runs each, "
+        "medians (fills/s; ratio to raw client)"
     )
     for name, rate, ratio in rows:
         print(f"  {name:<52} {rate:>10,.0f}   {ratio}")
-    print(
-        f"  whole extract-load vs tap-dome alone: {tap_s / pipe_s:.2f} of the tap's speed"
-    )
+    print(f"  whole extract-load vs tap-dome alone: {tap_s / pipe_s:.2f} of the tap's speed")
 
     # Concurrency under network latency: the same budget, one request at a time vs eight.
     latency = (
@@ -246,9 +243,7 @@ def main() -> None:
     )
     print(f"  max_concurrency=1: {one_rate:6.1f} requests/s, {one_s:5.1f} s")
     print(f"  max_concurrency=8: {many_rate:6.1f} requests/s, {many_s:5.1f} s")
-    print(
-        f"  speed-up: {one_s / many_s:.2f}x (requests/s ratio {many_rate / one_rate:.2f})"
-    )
+    print(f"  speed-up: {one_s / many_s:.2f}x (requests/s ratio {many_rate / one_rate:.2f})")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything the project runs with, from PyPI only (nothing from Meltano Hub):
-#   1. .venv at the repo root: meltano, tap-dome (editable), duckdb, test tools;
+#   1. .venv at the repo root: meltano, tap-dome and dome-simulator (editable), duckdb, test tools;
 #   2. `meltano install`: one virtualenv per plugin under .meltano/ (tap-dome, target-duckdb,
 #      dbt-duckdb, and the BigQuery plugins when meltano/bigquery.meltano.yml defines them).
 # Idempotent and quick when nothing changed: each step keeps a stamp of what it was built from.
@@ -27,10 +27,11 @@ if [ ! -x .venv/bin/uv ]; then
 fi
 
 stamp=.venv/.bootstrap-stamp
-want=$(cat requirements-dev.txt tap-dome/pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat requirements-dev.txt tap-dome/pyproject.toml dome-simulator/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "bootstrap: installing the root environment (meltano, tap-dome, test tools)"
-  .venv/bin/uv pip install --quiet --python .venv/bin/python -r requirements-dev.txt -e "./tap-dome[dev]" \
+  echo "bootstrap: installing the root environment (meltano, tap-dome, dome-simulator, test tools)"
+  .venv/bin/uv pip install --quiet --python .venv/bin/python -r requirements-dev.txt \
+    -e "./tap-dome[dev]" -e "./dome-simulator[dev]" \
     || fail "installing the root environment failed (see the uv output above)"
   echo "$want" > "$stamp"
 fi

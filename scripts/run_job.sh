@@ -63,7 +63,7 @@ else
   export DOME_DUCKDB_PATH="${DOME_DUCKDB_PATH:-$ROOT/output/dome-demo.duckdb}"
   say "DOME_API_KEY is not set: using the bundled Dome API SIMULATOR (synthetic fills, not real data)."
   say "  Set DOME_API_KEY (in the shell or in .env) to read the real API for extract/wallets.txt."
-  "$PY" -m tap_dome.simulator --port 0 --seed "${DOME_SIM_SEED:-7}" --profile demo \
+  "$PY" -m dome_simulator --port 0 --seed "${DOME_SIM_SEED:-7}" --profile demo \
     --wallets-out "$tmp/wallets.txt" >"$tmp/sim.out" 2>"$tmp/sim.log" &
   SIM_PID=$!
   for _ in $(seq 1 300); do

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# Everything CI checks: lint, type check, tap tests, project end-to-end tests.
+# Everything CI checks: lint and type check, then every test suite (the tap, the simulator,
+# the project's end-to-end tests; pytest.ini lists them). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-.venv/bin/ruff check tap-dome tests bench plugins
-.venv/bin/ruff format --check tap-dome tests bench plugins
-(cd tap-dome && ../.venv/bin/mypy tap_dome)
-.venv/bin/pytest tap-dome/tests tests "$@"
+bash scripts/lint.sh
+.venv/bin/pytest "$@"

@@ -1,1 +1,1 @@
-"""Project-level tests (end to end); a package so its conftest is `tests.conftest`, not `conftest`."""
+"""Project-level tests (end to end); a package, so its modules are ``tests.*``."""

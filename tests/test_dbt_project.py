@@ -21,12 +21,13 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_DIR = ROOT / "transform"
@@ -138,9 +139,7 @@ class Warehouse:
         return result
 
     def append_raw(self, rows: list[dict[str, Any]]) -> None:
-        self.duckdb(
-            {"op": "append", "ddl": RAW_DDL, "columns": RAW_COLUMNS, "rows": rows}
-        )
+        self.duckdb({"op": "append", "ddl": RAW_DDL, "columns": RAW_COLUMNS, "rows": rows})
 
     def query(self, sql: str) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = self.duckdb({"op": "query", "sql": sql})["rows"]
@@ -180,14 +179,12 @@ class Warehouse:
         )
         took = time.monotonic() - started
         print(f"dbt {' '.join(args)}: exit {out.returncode} in {took:.1f}s")
-        assert out.returncode == 0, (
-            f"dbt {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}"
-        )
+        assert out.returncode == 0, f"dbt {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}"
         return out.stdout
 
 
 @pytest.fixture(scope="module")
-def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
     dbt = _find_dbt()
     if dbt is None:
         pytest.skip(
@@ -199,7 +196,7 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
     if "duckdb" not in _adapters(dbt):
         pytest.skip(f"{dbt} has no dbt-duckdb adapter")
     workdir = tmp_path_factory.mktemp("dbt")
-    yield Warehouse(dbt=dbt, db=workdir / "dome.duckdb", workdir=workdir)
+    return Warehouse(dbt=dbt, db=workdir / "dome.duckdb", workdir=workdir)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,9 +254,7 @@ def fill(
     }
 
 
-def loaded(
-    row: dict[str, Any], batched_at: str, extracted_at: str | None = None
-) -> dict:
+def loaded(row: dict[str, Any], batched_at: str, extracted_at: str | None = None) -> dict[str, Any]:
     return {
         **row,
         "_sdc_batched_at": batched_at,
@@ -273,28 +268,20 @@ O2 = "0x" + "02" * 32
 O3 = "0x" + "03" * 32
 
 F1 = fill(W1, tx(1), 4, order_hash=O1, at="2025-02-28 10:00:00", shares=1_000_000)
-F2 = fill(
-    W1, tx(2), 7, order_hash=O1, at="2025-02-28 11:00:00", shares=2_500_000, price=0.52
-)
-F3 = fill(
-    W1, tx(2), 9, order_hash=O1, at="2025-02-28 11:00:00", shares=500_000, price=0.52
-)
+F2 = fill(W1, tx(2), 7, order_hash=O1, at="2025-02-28 11:00:00", shares=2_500_000, price=0.52)
+F3 = fill(W1, tx(2), 9, order_hash=O1, at="2025-02-28 11:00:00", shares=500_000, price=0.52)
 F4 = fill(  # no log_index: the tap's fallback id
     W1, tx(3), None, order_hash=O2, at="2025-02-28 23:59:59", side="SELL", price=0.9,
     block_number=None, order_id=f"{tx(3)}:h0123456789abcdef",
 )  # fmt: skip
-F5 = fill(
-    W2, tx(4), 1, order_hash=O3, at="2025-02-27 00:00:00", market=MARKET_2, price=0.1
-)
+F5 = fill(W2, tx(4), 1, order_hash=O3, at="2025-02-27 00:00:00", market=MARKET_2, price=0.1)
 # second batch
 # a newer copy of F2 (values changed)
 F2_NEWER = {**F2, "price": 0.53, "block_number": 101}
 F6 = fill(W1, tx(6), 2, order_hash=O3, at="2025-03-01 09:00:00", side="SELL", price=0.7)
 # late-indexed, on an old day
 F7 = fill(W2, tx(7), 3, order_hash=O3, at="2025-02-20 12:00:00", market=MARKET_2)
-F8 = fill(
-    W2, tx(8), 5, order_hash=O3, at="2025-03-01 09:30:00", market=MARKET_2, price=0.3
-)
+F8 = fill(W2, tx(8), 5, order_hash=O3, at="2025-03-01 09:30:00", market=MARKET_2, price=0.3)
 
 T1 = "2025-03-01 06:00:00"  # before the cutoff of run 2
 T1B = "2025-03-01 10:30:00"  # newest batch of the first load: cutoff of run 2 = 07:30
@@ -390,7 +377,8 @@ def fct_orders(wh: Warehouse) -> list[dict[str, Any]]:
 def test_first_build_deduplicates(warehouse: Warehouse) -> None:
     warehouse.append_raw(BATCH_1)
     out = warehouse.dbt_run("build")
-    assert "PASS=" in out and "ERROR=0" in out
+    assert "PASS=" in out
+    assert "ERROR=0" in out
 
     assert fct_orders(warehouse) == AFTER_RUN_1
     # staging keeps every raw row
@@ -481,9 +469,9 @@ def test_full_refresh_rebuilds_the_same_table(warehouse: Warehouse) -> None:
     out = warehouse.dbt_run("build", "--full-refresh")
     assert "ERROR=0" in out
     assert fct_orders(warehouse) == AFTER_RUN_2
-    types = warehouse.duckdb(
-        {"op": "query", "sql": "select * from main.fct_orders limit 0"}
-    )["types"]
+    types = warehouse.duckdb({"op": "query", "sql": "select * from main.fct_orders limit 0"})[
+        "types"
+    ]
     assert types["filled_at"] == types["batched_at"] == "TIMESTAMP"
     assert types["filled_date"] == "DATE"
     assert types["shares"] == types["log_index"] == "BIGINT"
@@ -517,9 +505,7 @@ def test_bigquery_config(warehouse: Warehouse, tmp_path: Path) -> None:
     if not dbt.exists():
         dbt = warehouse.dbt
     if "bigquery" not in _adapters(dbt):
-        pytest.skip(
-            "no dbt with the BigQuery adapter (the dbt-bigquery plugin is not installed)"
-        )
+        pytest.skip("no dbt with the BigQuery adapter (the dbt-bigquery plugin is not installed)")
     keyfile = tmp_path / "key.json"
     keyfile.write_text("{}")
     warehouse.dbt_run(
@@ -533,11 +519,7 @@ def test_bigquery_config(warehouse: Warehouse, tmp_path: Path) -> None:
         TARGET_BIGQUERY_DATASET="raw_dome",
     )
     manifest = json.loads((tmp_path / "target/manifest.json").read_text())
-    nodes = {
-        n["name"]: n
-        for n in manifest["nodes"].values()
-        if n["resource_type"] == "model"
-    }
+    nodes = {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "model"}
     fct = nodes["fct_orders"]["config"]
     assert fct["materialized"] == "incremental"
     assert fct["incremental_strategy"] == "insert_overwrite"

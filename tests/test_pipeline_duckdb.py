@@ -11,78 +11,39 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tap_dome.simulator import Dataset, WalletSpec
 
-pytestmark = pytest.mark.timeout(600)
-ROOT_MELTANO = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "meltano"
+from dome_simulator import Dataset, WalletSpec
+from dome_simulator.testing import small_standard
+from tests.pipeline import (
+    E2E_LARGE,
+    MELTANO,
+    ROOT,
+    MakePipeline,
+    Pipeline,
+    bookmarks,
+    content,
+    group_alive,
+    wait_for,
+)
 
-
-def small_standard() -> Dataset:
-    """Every edge case of the standard profile, sized for page_size 50 (~1,100 fills)."""
-    return Dataset.standard(seed=7, page=50, large=600)
-
-
-# Loader metadata: changes whenever a fill is read again; everything else must not.
-LOAD_COLUMNS = {"extracted_at", "batched_at", "_sdc_extracted_at", "_sdc_batched_at"}
-
-
-def content(fct: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """fct_orders rows without the loader's metadata columns."""
-    return {
-        oid: {k: v for k, v in row.items() if k not in LOAD_COLUMNS}
-        for oid, row in fct.items()
-    }
-
-
-def wait_for(
-    predicate: Callable[[], bool], timeout: float, interval: float = 0.05
-) -> bool:
-    """Poll ``predicate()`` until true or ``timeout`` seconds passed."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether a live (not zombie) process of the group is still there (Linux /proc)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
-
-
-def bookmarks(state: dict[str, Any]) -> dict[str, object]:
-    """Wallet -> replication_key_value, from a Singer state with one partition per wallet."""
-    partitions = state.get("singer_state", state).get("bookmarks", {}).get("orders", {})
-    return {
-        p["context"]["wallet"]: p.get("replication_key_value")
-        for p in partitions.get("partitions", [])
-    }
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
 def invoke_loader(
-    pipe: Any, messages: list[dict[str, Any]]
+    pipe: Pipeline, messages: list[dict[str, Any]]
 ) -> subprocess.CompletedProcess[str]:
     """Pipe Singer messages into `meltano invoke target-duckdb` in the pipeline's project.
 
     json.dumps as a Singer tap writes them: NaN as a bare literal, big integers in full.
     """
     return subprocess.run(
-        [str(ROOT_MELTANO), "invoke", "target-duckdb"],
-        cwd=ROOT_MELTANO.parents[2],
+        [str(MELTANO), "invoke", "target-duckdb"],
+        cwd=ROOT,
         env=pipe.env(),
         input="".join(json.dumps(m) + "\n" for m in messages),
         capture_output=True,
@@ -92,7 +53,7 @@ def invoke_loader(
     )
 
 
-def test_loader_appends_every_row(make_pipeline) -> None:
+def test_loader_appends_every_row(make_pipeline: MakePipeline) -> None:
     """Hand-written Singer messages through the project's target-duckdb (the wrapper): the first
     row of every batch is kept (upstream 0.8.0 drops it with duckdb >= 1.3), duplicates are kept
     (append-only, no upsert on key_properties), awkward strings survive the CSV round trip."""
@@ -129,9 +90,7 @@ def test_loader_appends_every_row(make_pipeline) -> None:
         messages.append({"type": "STATE", "value": {"bookmarks": {"orders": {"n": i}}}})
     proc = invoke_loader(pipe, messages)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {
-        "bookmarks": {"orders": {"n": 9}}
-    }
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"bookmarks": {"orders": {"n": 9}}}
     with pipe.connect() as con:
         rows = con.execute(
             'select order_id, title, "timestamp", price from tap_dome.orders order by "timestamp"'
@@ -142,7 +101,7 @@ def test_loader_appends_every_row(make_pipeline) -> None:
     ]
 
 
-def test_loader_loads_batch_files(make_pipeline, tmp_path: Path) -> None:
+def test_loader_loads_batch_files(make_pipeline: MakePipeline, tmp_path: Path) -> None:
     """BATCH messages (the tap's batch_config files, gzip JSONL) go straight into the table by
     one INSERT each, RECORDs around them still load, and each STATE after a BATCH is emitted
     once the rows before it are committed."""
@@ -206,9 +165,7 @@ def test_loader_loads_batch_files(make_pipeline, tmp_path: Path) -> None:
     states = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     assert {"bookmarks": {"orders": {"n": 1}}} in states
     assert states[-1] == {"bookmarks": {"orders": {"n": 2}}}
-    assert not any(path.exists() for path in files), (
-        "a loaded BATCH file was left behind"
-    )
+    assert not any(path.exists() for path in files), "a loaded BATCH file was left behind"
     with pipe.connect() as con:
         rows = con.execute(
             'select order_id, title, "timestamp", price, filled_at, _sdc_batched_at '
@@ -234,7 +191,7 @@ AWKWARD_STRINGS = [
     " ",
     "  padded  ",
     "São Paulo, ünïcödé",
-    "台湾总统选举 2028：国民党会获胜吗？",
+    "台湾总统选举 2028：国民党会获胜吗？",  # noqa: RUF001 (full-width punctuation on purpose)
     "emoji 🚀🇺🇸👩‍👩‍👧",
     "single ' quote",
     '"',
@@ -273,12 +230,8 @@ def awkward_record(i: int) -> dict[str, Any]:
         "market_slug": s.upper(),
         "condition_id": None,
         "title": s,
-        "shares": [0, 17660000, 2**63 - 1, 2**63 + 5, 2**64 + 1, 10**30, -(2**63) - 1][
-            i % 7
-        ],
-        "shares_normalized": [17.66, 1e-7, 1e16, 0.30000000000000004, 5e-324, None][
-            i % 6
-        ],
+        "shares": [0, 17660000, 2**63 - 1, 2**63 + 5, 2**64 + 1, 10**30, -(2**63) - 1][i % 7],
+        "shares_normalized": [17.66, 1e-7, 1e16, 0.30000000000000004, 5e-324, None][i % 6],
         "price": [0.9, 0.1, 1, 0, None, 0.123456789012345678, float("nan")][i % 7],
         "tx_hash": "0x" + "b" * 64,
         "log_index": [0, 1, None, 246][i % 4],
@@ -319,14 +272,12 @@ def expected_cell(column: str, value: Any) -> Any:
     return value
 
 
-def test_loader_keeps_awkward_values_cell_by_cell(make_pipeline) -> None:
+def test_loader_keeps_awkward_values_cell_by_cell(make_pipeline: MakePipeline) -> None:
     """Every cell of the raw table equals its input value, for the values a CSV or JSON round
     trip could spoil: quotes, commas, CR/LF, tabs, backslashes, NUL, unicode and emoji, null and
     empty strings, 77-digit strings, integers beyond 64 bits (top level and nested), NaN, JSON
     objects and arrays, time stamps; in several batches, with STATE only after each batch."""
-    schema = json.loads(
-        (ROOT_MELTANO.parents[2] / "tap-dome/tap_dome/schemas/orders.json").read_text()
-    )
+    schema = json.loads((ROOT / "tap-dome/tap_dome/schemas/orders.json").read_text())
     pipe = make_pipeline(Dataset.custom([0]))
     pipe.env_overrides["TARGET_DUCKDB_BATCH_SIZE_ROWS"] = "7"
     records = [awkward_record(i) for i in range(45)]
@@ -353,8 +304,7 @@ def test_loader_keeps_awkward_values_cell_by_cell(make_pipeline) -> None:
     # covers only committed records, and the last one comes after the final partial batch.
     states = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     assert states == [
-        {"bookmarks": {"orders": {"n": n, "block": 2**70 + n}}}
-        for n in (5, 12, 19, 26, 33, 40, 44)
+        {"bookmarks": {"orders": {"n": n, "block": 2**70 + n}}} for n in (5, 12, 19, 26, 33, 40, 44)
     ]
 
     with pipe.connect() as con:
@@ -368,8 +318,10 @@ def test_loader_keeps_awkward_values_cell_by_cell(make_pipeline) -> None:
         )
     metadata = {"_sdc_extracted_at", "_sdc_batched_at", "_sdc_deleted_at"}
     assert set(columns) == set(schema["properties"]) | metadata
-    assert types["token_id"] == "VARCHAR" and types["shares"] == "HUGEINT"
-    assert types["extra_fields"] == "JSON" and types["filled_at"] == "TIMESTAMP"
+    assert types["token_id"] == "VARCHAR"
+    assert types["shares"] == "HUGEINT"
+    assert types["extra_fields"] == "JSON"
+    assert types["filled_at"] == "TIMESTAMP"
     assert len(rows) == len(records)
     finished = datetime.now(UTC).replace(tzinfo=None)
     diffs = []
@@ -386,36 +338,32 @@ def test_loader_keeps_awkward_values_cell_by_cell(make_pipeline) -> None:
             if not same:
                 diffs.append((record["order_id"], column, want, got))
         assert started <= cells["_sdc_batched_at"] <= finished, cells["_sdc_batched_at"]
-    assert not diffs, (
-        f"{len(diffs)} cells differ, e.g. (order_id, column, want, got): {diffs[:5]}"
-    )
+    assert not diffs, f"{len(diffs)} cells differ, e.g. (order_id, column, want, got): {diffs[:5]}"
 
 
-def test_first_run_equals_the_simulator(make_pipeline) -> None:
-    pipe = make_pipeline(small_standard())
+def test_first_run_equals_the_simulator(make_pipeline: MakePipeline) -> None:
+    pipe = make_pipeline(small_standard(large=E2E_LARGE))
     pipe.run()
 
     fct = pipe.assert_exact()
     assert len(fct) > 1000
     raw = pipe.raw_ids()
-    assert set(raw) == set(fct), (
-        "the raw table and fct_orders disagree on which fills exist"
-    )
+    assert set(raw) == set(fct), "the raw table and fct_orders disagree on which fills exist"
     assert len(raw) >= len(fct)
 
 
-def test_incremental_runs_stay_exact(make_pipeline) -> None:
-    pipe = make_pipeline(small_standard())
+def test_incremental_runs_stay_exact(make_pipeline: MakePipeline) -> None:
+    pipe = make_pipeline(small_standard(large=E2E_LARGE))
     pipe.run()
     pipe.assert_exact()
     first = len(pipe.raw_ids())
 
     # New fills at the head, fills indexed late inside the lookback, and the standard profile's
     # `late` wallet's 20 fills that become visible after 30 minutes.
-    moved = pipe.sim.advance(
-        seconds=1800, new_fills_per_wallet=3, late_fills_per_wallet=2
-    )
-    assert moved["new_fills"] and moved["late_fills"] and moved["became_visible"]
+    moved = pipe.sim.advance(seconds=1800, new_fills_per_wallet=3, late_fills_per_wallet=2)
+    assert moved["new_fills"]
+    assert moved["late_fills"]
+    assert moved["became_visible"]
     pipe.run()
     fct = pipe.assert_exact()
 
@@ -429,19 +377,29 @@ def test_incremental_runs_stay_exact(make_pipeline) -> None:
     assert content(pipe.assert_exact()) == content(fct)
 
 
-def test_kill_mid_extract_then_rerun(make_pipeline) -> None:
+def test_api_two_days_behind_loses_nothing_through_dbt(make_pipeline: MakePipeline) -> None:
+    """Dome's indexer two days behind the clock: the rerun's fct_orders is still exact."""
+    now = int(time.time())
+    dataset = Dataset.custom([900, 120, 0], seed=41, now=now, span=6 * 86_400)
+    pipe = make_pipeline(dataset, frozen_now=now - 2 * 86_400)
+    pipe.run()
+    pipe.assert_exact()
+    moved = pipe.sim.advance(seconds=600, new_fills_per_wallet=4, late_fills_per_wallet=3)
+    assert moved["new_fills"]
+    assert moved["late_fills"]
+    pipe.run()
+    pipe.assert_exact()
+
+
+def test_kill_mid_extract_then_rerun(make_pipeline: MakePipeline) -> None:
     # ~150 pages at 100-150 ms each, two at a time: several seconds of extraction to kill.
     dataset = Dataset.custom([3000, 2000, 2500], seed=11)
     pipe = make_pipeline(dataset, latency=(0.10, 0.15))
-    pipe.env_overrides.update(
-        TAP_DOME_MAX_CONCURRENCY="2", TAP_DOME_MAX_WINDOW_FILLS="500"
-    )
+    pipe.env_overrides.update(TAP_DOME_MAX_CONCURRENCY="2", TAP_DOME_MAX_WINDOW_FILLS="500")
     total = len(pipe.truth())
 
     proc, log = pipe.start()
-    served_some = wait_for(
-        lambda: pipe.sim.stats()["rows_served"] >= total // 3, timeout=180
-    )
+    served_some = wait_for(lambda: pipe.sim.stats()["rows_served"] >= total // 3, timeout=180)
     still_running = proc.poll() is None
     served_at_kill = pipe.sim.stats()["rows_served"]
     # SIGKILL the whole group: meltano, the tap and the target. They die asynchronously: wait
@@ -449,9 +407,8 @@ def test_kill_mid_extract_then_rerun(make_pipeline) -> None:
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert wait_for(lambda: not group_alive(proc.pid), timeout=30), "the group survived"
-    assert served_some and still_running, (
-        f"no middle to kill in:\n{log.read_text()[-4000:]}"
-    )
+    assert served_some, f"no middle to kill in:\n{log.read_text()[-4000:]}"
+    assert still_running, f"the run ended before the kill:\n{log.read_text()[-4000:]}"
     assert served_at_kill < total, "the extract had already finished when it was killed"
 
     loaded = set(pipe.raw_ids())
@@ -468,7 +425,7 @@ def test_kill_mid_extract_then_rerun(make_pipeline) -> None:
     assert pipe.sim.stats()["rows_served"] < total, pipe.sim.stats()
 
 
-def test_added_wallet_is_backfilled_alone(make_pipeline) -> None:
+def test_added_wallet_is_backfilled_alone(make_pipeline: MakePipeline) -> None:
     specs = [WalletSpec(400, "a"), WalletSpec(300, "b"), WalletSpec(450, "c")]
     dataset = Dataset(specs, seed=5)
     old, new = dataset.wallets[:2], dataset.wallets[2]

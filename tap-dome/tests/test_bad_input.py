@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import API_KEY, TAP, _env, run_tap, tap_config
 
-from tap_dome.simulator import Dataset
+from dome_simulator import Dataset
+from tap_harness import API_KEY, TAP, run_tap, tap_config, tap_env
 
 WALLET = "0x" + "ab" * 20
 
@@ -87,7 +87,7 @@ def test_state_file_that_is_not_json(tmp_path: Path, sim: Any) -> None:
         [*TAP, "--config", str(config), "--state", str(state)],
         capture_output=True,
         text=True,
-        env=_env(),
+        env=tap_env(),
         check=False,
         timeout=60,
     )
@@ -113,7 +113,7 @@ def test_unreachable_api_after_retries_is_one_line_and_debug_shows_the_traceback
         [*TAP, "--config", str(config_path), "--log-level", "debug"],
         capture_output=True,
         text=True,
-        env=_env(),
+        env=tap_env(),
         check=False,
         timeout=60,
     )

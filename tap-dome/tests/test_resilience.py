@@ -9,9 +9,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import TAP, _env, _write_args, bookmarks, run_tap, start_tap, tap_config, truth_ids
-
-from tap_dome.simulator import Dataset
+from dome_simulator import Dataset
+from tap_harness import (
+    TAP,
+    bookmarks,
+    run_tap,
+    start_tap,
+    tap_config,
+    tap_env,
+    truth_ids,
+    write_args,
+)
 
 PAGE = 100
 MAX_WINDOW_FILLS = 1000
@@ -106,11 +114,11 @@ def test_concurrent_wallets_use_the_budget_and_never_exceed_it(
 
 
 def _peak_rss_kib(tmp_path: Path, config: dict[str, Any]) -> int:
-    args = _write_args(tmp_path, config, None)
+    args = write_args(tmp_path, config, None)
     with open(os.devnull, "w") as sink:
         import subprocess
 
-        proc = subprocess.Popen([*TAP, *args], stdout=sink, stderr=sink, env=_env())
+        proc = subprocess.Popen([*TAP, *args], stdout=sink, stderr=sink, env=tap_env())
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
     assert proc.returncode == 0

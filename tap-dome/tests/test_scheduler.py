@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from dome_simulator import Dataset, DomeSimulator
 from tap_dome.errors import DomeAuthError
 from tap_dome.events import WindowDone
 from tap_dome.fetch import FetchStats, PageFetcher
 from tap_dome.ratelimit import RateLimiter
 from tap_dome.scheduler import FetchScheduler
-from tap_dome.simulator import Dataset, DomeSimulator
 from tap_dome.windows import Window
 
 LOG = logging.getLogger("test-scheduler")

@@ -12,12 +12,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from conftest import run_tap, tap_config
 from singer_sdk import Stream, Tap
 from singer_sdk.helpers._state import StateWriter
 
+from dome_simulator import Dataset
 from tap_dome.sdk_hooks import SDK_SYNC_ERROR_MESSAGE, SDK_VERSION_FOLLOWED
-from tap_dome.simulator import Dataset
+from tap_harness import TAP, run_tap, tap_config, tap_env
 
 
 def test_the_sdk_internals_we_use_still_exist() -> None:
@@ -82,15 +82,13 @@ def test_bulk_output_equals_the_sdk_path(tmp_path: Path, simulator_factory: Any)
 def test_test_mode_still_stops_after_one_record(tmp_path: Path, simulator_factory: Any) -> None:
     import subprocess
 
-    from conftest import TAP, _env
-
     sim = simulator_factory(Dataset.custom([120], seed=4))
     (tmp_path / "config.json").write_text(json.dumps(tap_config(sim, page_size=50)))
     done = subprocess.run(
         [*TAP, "--config", str(tmp_path / "config.json"), "--test"],
         capture_output=True,
         text=True,
-        env=_env(),
+        env=tap_env(),
         check=False,
         timeout=60,
     )

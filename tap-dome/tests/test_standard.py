@@ -6,7 +6,7 @@ import atexit
 
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
-from tap_dome.simulator import Dataset, DomeSimulator
+from dome_simulator import Dataset, DomeSimulator
 from tap_dome.tap import TapDome
 
 _SIM = DomeSimulator(dataset=Dataset.custom([120, 40, 0, 1], seed=17), api_key="standard-key")

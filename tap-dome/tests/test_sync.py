@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import API_KEY, bookmarks, run_tap, tap_config, truth_ids
 
+from dome_simulator import API_FIELDS, Dataset
+from dome_simulator.testing import small_standard
 from tap_dome.records import order_id
-from tap_dome.simulator import API_FIELDS, Dataset
+from tap_harness import API_KEY, TAP, bookmarks, run_tap, tap_config, tap_env, truth_ids
 
 PAGE = 50
-
-
-def small_standard() -> Dataset:
-    return Dataset.standard(seed=11, page=PAGE, large=3000)
 
 
 def assert_exact(records: list[dict[str, Any]], truth: list[dict[str, Any]]) -> None:
@@ -32,7 +31,7 @@ def assert_exact(records: list[dict[str, Any]], truth: list[dict[str, Any]]) -> 
 
 
 def test_full_sync_is_exact_for_every_edge_case(tmp_path: Path, simulator_factory: Any) -> None:
-    sim = simulator_factory(small_standard())
+    sim = simulator_factory(small_standard(11, page=PAGE, large=3000))
     run = run_tap(tmp_path, tap_config(sim, page_size=PAGE, max_window_fills=400))
     assert run.returncode == 0, run.stderr[-3000:]
     assert_exact(run.records, sim.truth())
@@ -69,7 +68,7 @@ def test_full_sync_is_exact_for_every_edge_case(tmp_path: Path, simulator_factor
 def test_offset_fallback_and_old_api_without_log_index(
     tmp_path: Path, simulator_factory: Any
 ) -> None:
-    sim = simulator_factory(small_standard())
+    sim = simulator_factory(small_standard(11, page=PAGE, large=3000))
     sim.set_faults(no_pagination_key=True, no_log_index=True, omit_total=True)
     run = run_tap(tmp_path, tap_config(sim, page_size=PAGE, max_window_fills=400))
     assert run.returncode == 0, run.stderr[-3000:]
@@ -85,7 +84,7 @@ def test_offset_fallback_and_old_api_without_log_index(
 
 
 def test_ascending_order_does_not_matter(tmp_path: Path, simulator_factory: Any) -> None:
-    sim = simulator_factory(small_standard())
+    sim = simulator_factory(small_standard(11, page=PAGE, large=3000))
     sim.set_faults(sort="asc")
     run = run_tap(tmp_path, tap_config(sim, page_size=PAGE, max_window_fills=400))
     assert run.returncode == 0, run.stderr[-3000:]
@@ -232,11 +231,6 @@ def test_state_is_written_per_window_and_never_runs_ahead(
 
 def test_deselected_fields_are_dropped(tmp_path: Path, simulator_factory: Any) -> None:
     """Guards the fast path that skips the SDK's per-record selection walk."""
-    import json
-    import subprocess
-
-    from conftest import TAP, _env
-
     sim = simulator_factory(Dataset.custom([60], seed=6))
     config = tap_config(sim, page_size=PAGE)
     (tmp_path / "config.json").write_text(json.dumps(config))
@@ -245,7 +239,7 @@ def test_deselected_fields_are_dropped(tmp_path: Path, simulator_factory: Any) -
         capture_output=True,
         text=True,
         check=True,
-        env=_env(),
+        env=tap_env(),
     )
     catalog = json.loads(discovered.stdout)
     for entry in catalog["streams"][0]["metadata"]:
@@ -265,7 +259,7 @@ def test_deselected_fields_are_dropped(tmp_path: Path, simulator_factory: Any) -
         capture_output=True,
         text=True,
         check=False,
-        env=_env(),
+        env=tap_env(),
     )
     assert done.returncode == 0, done.stderr[-2000:]
     records = [
@@ -281,7 +275,7 @@ def test_windows_smaller_than_a_burst_second_still_read_every_fill(
 ) -> None:
     # The burst wallet has more than a page of fills in one second: no window can be cut
     # below two seconds, so that window is walked whole, page by page, by cursor.
-    sim = simulator_factory(small_standard())
+    sim = simulator_factory(small_standard(11, page=PAGE, large=3000))
     run = run_tap(tmp_path, tap_config(sim, page_size=PAGE, max_window_fills=20))
     assert run.returncode == 0, run.stderr[-3000:]
     assert_exact(run.records, sim.truth())

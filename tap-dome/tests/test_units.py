@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -188,7 +189,7 @@ def test_estimate_prefers_total_then_extrapolates() -> None:
     assert estimate_fills(window, without) == 1000
 
 
-def _response(body: dict[str, object]) -> requests.Response:
+def _response(body: Mapping[str, object]) -> requests.Response:
     response = requests.Response()
     response.status_code = 200
     response._content = json.dumps(body).encode()

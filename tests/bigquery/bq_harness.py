@@ -34,6 +34,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,9 +45,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 CACHE = Path(os.environ.get("BQ_HARNESS_CACHE", REPO / ".cache" / "bq-harness"))
 EMULATOR_REQUIREMENTS = HERE / "requirements-emulators.txt"
-LAUNCHER = (
-    HERE / "emulator_launcher.py"
-)  # exits with this process; patches two emulator gaps
+LAUNCHER = HERE / "emulator_launcher.py"  # exits with this process; patches two emulator gaps
 PYTHON = os.environ.get("BQ_HARNESS_PYTHON", "python3.11")
 DUCKDB_VERSION = "v1.5.5"  # must match the duckdb pin in requirements-emulators.txt
 
@@ -70,11 +69,7 @@ def _uv() -> list[str] | None:
 
 def _ready(venv: Path, want: str) -> bool:
     stamp = venv / ".harness-stamp"
-    return (
-        stamp.exists()
-        and stamp.read_text() == want
-        and (venv / "bin" / "python").exists()
-    )
+    return stamp.exists() and stamp.read_text() == want and (venv / "bin" / "python").exists()
 
 
 def ensure_venv(name: str, requirements: Path) -> Path:
@@ -85,9 +80,7 @@ def ensure_venv(name: str, requirements: Path) -> Path:
         return venv
     CACHE.mkdir(parents=True, exist_ok=True)
     with open(CACHE / f".{name}.lock", "w") as lock:
-        fcntl.flock(
-            lock, fcntl.LOCK_EX
-        )  # another test run may be installing it right now
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another test run may be installing it right now
         if _ready(venv, want):
             return venv
         t0 = time.monotonic()
@@ -97,9 +90,7 @@ def ensure_venv(name: str, requirements: Path) -> Path:
         uv = _uv()
         python = str(venv / "bin" / "python")
         if uv:
-            subprocess.run(
-                [*uv, "venv", "-q", "--python", PYTHON, str(venv)], check=True
-            )
+            subprocess.run([*uv, "venv", "-q", "--python", PYTHON, str(venv)], check=True)
             install = [*uv, "pip", "install", "-q", "--python", python]
         else:
             subprocess.run([PYTHON, "-m", "venv", str(venv)], check=True)
@@ -119,9 +110,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(
-    url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None
-) -> None:
+def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -178,9 +167,7 @@ pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.
                         serialization.NoEncryption()).decode()
 print(json.dumps({"pem": pem}))
 """
-    out = subprocess.run(
-        [str(python), "-c", code], check=True, capture_output=True, text=True
-    )
+    out = subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True)
     pem = json.loads(out.stdout)["pem"]
     info = {
         "type": "service_account",
@@ -259,20 +246,18 @@ class Stack:
 
     def create_bucket(self, name: str, location: str | None = None) -> None:
         loc = location or self.location
-        self.gcs_request(
-            "POST", f"/b?project={self.project}", {"name": name, "location": loc}
-        )
+        self.gcs_request("POST", f"/b?project={self.project}", {"name": name, "location": loc})
         # The emulator ignores the location on insert (always "US"); PATCH sets it.
         self.gcs_request("PATCH", f"/b/{name}", {"location": loc})
 
     def delete_bucket(self, name: str) -> None:
         for obj in self.list_objects(name):
-            quoted = urllib.request.quote(obj, safe="")
+            quoted = urllib.parse.quote(obj, safe="")
             self.gcs_request("DELETE", f"/b/{name}/o/{quoted}")
         self.gcs_request("DELETE", f"/b/{name}")
 
     def list_objects(self, bucket: str, prefix: str = "") -> list[str]:
-        q = f"?prefix={urllib.request.quote(prefix)}" if prefix else ""
+        q = f"?prefix={urllib.parse.quote(prefix)}" if prefix else ""
         out = self.gcs_request("GET", f"/b/{bucket}/o{q}") or {}
         return [item["name"] for item in out.get("items", [])]
 
@@ -290,9 +275,7 @@ class Stack:
             with urllib.request.urlopen(req, timeout=120) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
-            raise RuntimeError(
-                f"{method} {path}: {exc.code} {exc.read()[:2000]!r}"
-            ) from exc
+            raise RuntimeError(f"{method} {path}: {exc.code} {exc.read()[:2000]!r}") from exc
         return json.loads(raw) if raw else None
 
     def query(self, sql: str) -> list[dict[str, Any]]:
@@ -307,7 +290,7 @@ class Stack:
         schema = res.get("schema")
         token = res.get("pageToken")
         while not res.get("jobComplete", True) or token:
-            q = f"?pageToken={urllib.request.quote(token)}" if token else ""
+            q = f"?pageToken={urllib.parse.quote(token)}" if token else ""
             res = self.bq_request("GET", f"/queries/{job_ref['jobId']}{q}")
             schema = res.get("schema") or schema
             rows.extend(res.get("rows", []))
@@ -316,10 +299,7 @@ class Stack:
                 time.sleep(0.2)
         fields = (schema or {}).get("fields", [])
         return [
-            {
-                f["name"]: _convert(f, cell.get("v"))
-                for f, cell in zip(fields, r["f"], strict=True)
-            }
+            {f["name"]: _convert(f, cell.get("v")) for f, cell in zip(fields, r["f"], strict=True)}
             for r in rows
         ]
 
@@ -376,9 +356,7 @@ def _convert(fld: dict[str, Any], value: Any) -> Any:
         return float(value)
     if typ in ("BOOLEAN", "BOOL"):
         return value in (True, "true", "True")
-    if (
-        typ == "TIMESTAMP"
-    ):  # seconds since the epoch (bqemulator answers in microseconds)
+    if typ == "TIMESTAMP":  # seconds since the epoch (bqemulator answers in microseconds)
         seconds = float(value)
         return seconds / 1e6 if abs(seconds) > 1e11 else seconds
     return value
@@ -396,9 +374,7 @@ def start_stack(run_dir: Path) -> Stack:
     ext_dir.mkdir(parents=True)
     site = next((emu / "lib").glob("python3*/site-packages"))
     spatial = site / "duckdb_extension_spatial" / "extensions" / DUCKDB_VERSION
-    shutil.copy(
-        spatial / "spatial.duckdb_extension", ext_dir / "spatial.duckdb_extension"
-    )
+    shutil.copy(spatial / "spatial.duckdb_extension", ext_dir / "spatial.duckdb_extension")
     tmp = run_dir / "tmp"
     tmp.mkdir()
     gcs_base = run_dir / "gcs"
@@ -407,9 +383,7 @@ def start_stack(run_dir: Path) -> Stack:
 
     # Token endpoint (in this process).
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TokenHandler)
-    threading.Thread(
-        target=server.serve_forever, name="token-endpoint", daemon=True
-    ).start()
+    threading.Thread(target=server.serve_forever, name="token-endpoint", daemon=True).start()
     token_port = int(server.server_address[1])
 
     stack = Stack(
@@ -432,8 +406,18 @@ def start_stack(run_dir: Path) -> Stack:
         gcs_log = open(run_dir / "gcs.log", "wb")  # noqa: SIM115
         stack.procs.append(
             subprocess.Popen(
-                [str(py), str(LAUNCHER), str(os.getpid()), "gcs", "start"]
-                + ["--host", "127.0.0.1", "--port", str(stack.gcs_port), "-q"],
+                [
+                    str(py),
+                    str(LAUNCHER),
+                    str(os.getpid()),
+                    "gcs",
+                    "start",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(stack.gcs_port),
+                    "-q",
+                ],
                 env={**base_env, "STORAGE_BASE": str(gcs_base), "STORAGE_DIR": "data"},
                 cwd=run_dir,
                 stdout=gcs_log,
@@ -444,10 +428,26 @@ def start_stack(run_dir: Path) -> Stack:
         bq_log = open(run_dir / "bqemulator.log", "wb")  # noqa: SIM115
         stack.procs.append(
             subprocess.Popen(
-                [str(py), str(LAUNCHER), str(os.getpid()), "bqemulator", "start"]
-                + ["--rest-host", "127.0.0.1", "--rest-port", str(stack.bq_port)]
-                + ["--grpc-host", "127.0.0.1", "--grpc-port", str(free_port())]
-                + ["--project", PROJECT, "--log-level", "warning", "--ephemeral"],
+                [
+                    str(py),
+                    str(LAUNCHER),
+                    str(os.getpid()),
+                    "bqemulator",
+                    "start",
+                    "--rest-host",
+                    "127.0.0.1",
+                    "--rest-port",
+                    str(stack.bq_port),
+                    "--grpc-host",
+                    "127.0.0.1",
+                    "--grpc-port",
+                    str(free_port()),
+                    "--project",
+                    PROJECT,
+                    "--log-level",
+                    "warning",
+                    "--ephemeral",
+                ],
                 env={
                     **base_env,
                     "BQEMU_GCS_LOCAL_ROOT": str(gcs_data),

@@ -79,9 +79,7 @@ def _patch_bqemulator() -> None:
             if declared is None or not declared.type_name.upper().startswith("STRUCT"):
                 row = await self._eval_expr_row(stmt.source_expr)
                 value = row[0] if row else None
-                if (
-                    isinstance(value, dict) and len(value) == 1
-                ):  # the struct of one field
+                if isinstance(value, dict) and len(value) == 1:  # the struct of one field
                     value = next(iter(value.values()))
                 self._frames.set(name, value)
                 return

@@ -14,27 +14,26 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from tap_dome.simulator import Dataset
 
-from tests.bigquery.conftest import BQ_STATE_ID, BUCKET, BqPipeline, norm
-from tests.test_pipeline_duckdb import LOAD_COLUMNS, bookmarks, small_standard, wait_for
+from dome_simulator import Dataset
+from dome_simulator.testing import small_standard
+from tests.bigquery.bq_pipeline import BQ_STATE_ID, BUCKET, BqPipeline, norm
+from tests.pipeline import E2E_LARGE, LOAD_COLUMNS, bookmarks, wait_for
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
 def test_two_runs_with_new_duplicate_and_late_fills_stay_exact(
     make_bq_pipeline: Any,
 ) -> None:
-    pipe: BqPipeline = make_bq_pipeline(small_standard())
+    pipe: BqPipeline = make_bq_pipeline(small_standard(large=E2E_LARGE))
     # As in prod: Meltano's state in GCS (the gs:// backend, here on the GCS emulator).
     state_prefix = f"meltano-state/{pipe.raw_dataset}"
     pipe.env_overrides["MELTANO_STATE_BACKEND_URI"] = f"gs://{BUCKET}/{state_prefix}"
     pipe.run()
     fct = pipe.assert_exact()
     assert len(fct) > 1000
-    assert pipe.bq.list_objects(BUCKET, state_prefix), (
-        "no state object in the gs:// backend"
-    )
+    assert pipe.bq.list_objects(BUCKET, state_prefix), "no state object in the gs:// backend"
     assert set(bookmarks(pipe.state())) == set(pipe.wallets)
 
     # The raw table: one typed column per field of the stream, the loader's metadata, the same
@@ -62,14 +61,11 @@ def test_two_runs_with_new_duplicate_and_late_fills_stay_exact(
     # accepts and drops both, so they are checked in the DDL dbt sent).
     ddl = pipe.dbt_sql("run")
     assert re.search(r"partition by\s+filled_date", ddl, re.IGNORECASE), ddl[:3000]
-    assert re.search(r"cluster by\s+wallet,\s*condition_id", ddl, re.IGNORECASE), ddl[
-        :3000
-    ]
+    assert re.search(r"cluster by\s+wallet,\s*condition_id", ddl, re.IGNORECASE), ddl[:3000]
 
-    moved = pipe.sim.advance(
-        seconds=1800, new_fills_per_wallet=3, late_fills_per_wallet=2
-    )
-    assert moved["new_fills"] and moved["late_fills"]
+    moved = pipe.sim.advance(seconds=1800, new_fills_per_wallet=3, late_fills_per_wallet=2)
+    assert moved["new_fills"]
+    assert moved["late_fills"]
     pipe.sim.reset_stats()
     pipe.run()
     # Resumed from the bookmarks in GCS: only the lookback and the new fills were read.
@@ -77,18 +73,14 @@ def test_two_runs_with_new_duplicate_and_late_fills_stay_exact(
     fct2 = pipe.assert_exact()
     assert len(fct2) > len(fct)
     raw2 = pipe.raw_ids()
-    assert [oid for oid, n in Counter(raw2).items() if n > 1], (
-        "no re-read (lookback) duplicates"
-    )
+    assert [oid for oid, n in Counter(raw2).items() if n > 1], "no re-read (lookback) duplicates"
     assert len(raw2) > len(raw)
 
     # The incremental run replaced only the day partitions the new rows touch: insert_overwrite
     # driven by literal day lists, so neither fct_orders nor the raw table is scanned whole.
     run_sql = pipe.dbt_sql("run")
     assert "dbt_partitions_for_replacement" in run_sql, run_sql[:3000]
-    assert re.search(r"when not matched by source\s+and", run_sql, re.IGNORECASE), (
-        run_sql[:3000]
-    )
+    assert re.search(r"when not matched by source\s+and", run_sql, re.IGNORECASE), run_sql[:3000]
     compiled = pipe.dbt_sql("compiled")
     this = f"`{pipe.bq.project}`.`{pipe.dbt_dataset}`.`fct_orders`"
     reads_of_this = [m.end() for m in re.finditer(re.escape(this), compiled)]
@@ -123,16 +115,12 @@ def test_kill_after_state_before_load_end_then_rerun_is_exact(
         rows = pipe.stored_state_rows()
         return any(
             "replication_key_value" in str(r.get("partial_state") or "") for r in rows
-        ) or any(
-            "replication_key_value" in str(r.get("completed_state") or "") for r in rows
-        )
+        ) or any("replication_key_value" in str(r.get("completed_state") or "") for r in rows)
 
     # Kill once a bookmark is stored AND the tap is well into later wallets (so batches after
     # the last STATE are in flight: read, staged or uploaded, not loaded).
     got_state = wait_for(
-        lambda: (
-            stored_bookmarks() and pipe.sim.stats()["rows_served"] >= 0.4 * len(truth)
-        ),
+        lambda: stored_bookmarks() and pipe.sim.stats()["rows_served"] >= 0.4 * len(truth),
         timeout=240,
         interval=0.1,
     )
@@ -140,18 +128,15 @@ def test_kill_after_state_before_load_end_then_rerun_is_exact(
     running = proc.poll() is None
     os.killpg(proc.pid, signal.SIGKILL)  # meltano, tap, target: the whole group
     proc.wait(timeout=30)
-    assert got_state and running, (
-        f"no STATE stored mid-run to kill after:\n{text[-5000:]}"
-    )
+    assert got_state, f"no STATE stored mid-run to kill after:\n{text[-5000:]}"
+    assert running, f"the run ended before the kill:\n{text[-5000:]}"
     assert "Emitting completed target state" in log.read_text()
 
     state = pipe.state()
     marks = bookmarks(state)
     assert marks, f"no bookmark stored: {state}"
     raw = set(pipe.raw_ids())
-    assert len(raw) < len(truth), (
-        "everything was loaded before the kill: nothing was tested"
-    )
+    assert len(raw) < len(truth), "everything was loaded before the kill: nothing was tested"
     covered = sum(1 for row in truth.values() if marks.get(row["wallet"]) is not None)
     assert covered, f"no fill is covered by a bookmark: {marks}"
     behind = [
@@ -198,9 +183,7 @@ def test_kill_at_a_load_then_rerun_is_exact(make_bq_pipeline: Any, step: str) ->
     )
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    assert paused, (
-        f"the loader never reached {step} of load 3:\n{log.read_text()[-5000:]}"
-    )
+    assert paused, f"the loader never reached {step} of load 3:\n{log.read_text()[-5000:]}"
 
     marks = bookmarks(pipe.state())
     assert marks, "no STATE was stored before the held load"
@@ -212,12 +195,8 @@ def test_kill_at_a_load_then_rerun_is_exact(make_bq_pipeline: Any, step: str) ->
         and int(row["timestamp"]) <= int(str(marks[row["wallet"]]))
         and oid not in raw
     ]
-    assert not behind, (
-        f"{len(behind)} fills behind a stored bookmark are not in BigQuery"
-    )
-    assert len(raw) < len(truth), (
-        "everything was loaded before the kill: nothing was tested"
-    )
+    assert not behind, f"{len(behind)} fills behind a stored bookmark are not in BigQuery"
+    assert len(raw) < len(truth), "everything was loaded before the kill: nothing was tested"
 
     pipe.env_overrides.pop("TARGET_BIGQUERY_DOME_TEST_PAUSE")
     pipe.run("--force")
@@ -238,9 +217,7 @@ def test_duckdb_and_bigquery_give_the_same_fct_orders(
     dataset = Dataset.standard(seed=7, page=50, large=300)
     bq_pipe: BqPipeline = make_bq_pipeline(dataset)
     duck_pipe = make_pipeline(Dataset.standard(seed=7, page=50, large=300))
-    assert bq_pipe.truth() == duck_pipe.truth(), (
-        "the two simulators serve different data"
-    )
+    assert bq_pipe.truth() == duck_pipe.truth(), "the two simulators serve different data"
 
     # The production runbook on a new bucket: preflight says it is missing, create-bucket
     # makes it (in the location), preflight passes, the pipeline runs.
@@ -253,7 +230,8 @@ def test_duckdb_and_bigquery_give_the_same_fct_orders(
     assert created.returncode == 0, created.stdout[-3000:]
     assert f"created bucket gs://{bucket}" in created.stdout, created.stdout[-3000:]
     ok = bq_pipe.meltano("invoke", "target-bigquery:preflight", timeout=120)
-    assert ok.returncode == 0 and "preflight ok" in ok.stdout, ok.stdout[-3000:]
+    assert ok.returncode == 0, ok.stdout[-3000:]
+    assert "preflight ok" in ok.stdout, ok.stdout[-3000:]
 
     bq_pipe.run()
     assert bq_pipe.bq.list_objects(bucket, "target_bigquery/")
@@ -263,9 +241,7 @@ def test_duckdb_and_bigquery_give_the_same_fct_orders(
         _content(duck_pipe.assert_exact()),
     )
     assert set(bq_fct) == set(duck_fct)
-    assert set(next(iter(bq_fct.values()))) == set(next(iter(duck_fct.values()))), (
-        "columns differ"
-    )
+    assert set(next(iter(bq_fct.values()))) == set(next(iter(duck_fct.values()))), "columns differ"
     diffs = [
         (oid, col, duck_fct[oid][col], bq_fct[oid][col])
         for oid in duck_fct
@@ -310,8 +286,7 @@ def test_bad_config_fails_clearly_and_saves_no_state(
 
     # No state: neither in Meltano's table nor through `meltano state get`.
     assert not any(
-        r.get("partial_state") or r.get("completed_state")
-        for r in pipe.stored_state_rows()
+        r.get("partial_state") or r.get("completed_state") for r in pipe.stored_state_rows()
     )
     got = pipe.meltano("state", "get", BQ_STATE_ID, timeout=120)
     assert "replication_key_value" not in got.stdout, got.stdout[-3000:]
@@ -319,4 +294,5 @@ def test_bad_config_fails_clearly_and_saves_no_state(
 
     # The preflight command says the same before any run.
     check = pipe.meltano("invoke", "target-bigquery:preflight", timeout=120)
-    assert check.returncode != 0 and setting in check.stdout, check.stdout[-3000:]
+    assert check.returncode != 0, check.stdout[-3000:]
+    assert setting in check.stdout, check.stdout[-3000:]

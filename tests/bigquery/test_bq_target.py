@@ -23,13 +23,11 @@ from typing import Any
 import pytest
 
 from tests.bigquery import bq_harness
-from tests.bigquery.conftest import BUCKET, LOADER_VENV
+from tests.bigquery.bq_pipeline import BUCKET, LOADER_VENV
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
-SCHEMA = json.loads(
-    (bq_harness.REPO / "tap-dome/tap_dome/schemas/orders.json").read_text()
-)
+SCHEMA = json.loads((bq_harness.REPO / "tap-dome/tap_dome/schemas/orders.json").read_text())
 WALLET = "0x" + "ab" * 20
 
 
@@ -72,9 +70,7 @@ def state_msg(i: int) -> dict[str, Any]:
 
 def lines(*messages: dict[str, Any]) -> bytes:
     """Messages as singer-sdk taps write them (compact JSON): the loader's fast path."""
-    return b"".join(
-        json.dumps(m, separators=(",", ":")).encode() + b"\n" for m in messages
-    )
+    return b"".join(json.dumps(m, separators=(",", ":")).encode() + b"\n" for m in messages)
 
 
 def schema_msg() -> dict[str, Any]:
@@ -87,10 +83,7 @@ def schema_msg() -> dict[str, Any]:
 
 
 def records(start: int, stop: int) -> list[dict[str, Any]]:
-    return [
-        {"type": "RECORD", "stream": "orders", "record": record(i)}
-        for i in range(start, stop)
-    ]
+    return [{"type": "RECORD", "stream": "orders", "record": record(i)} for i in range(start, stop)]
 
 
 class Target:
@@ -181,9 +174,7 @@ class Target:
     def raw_ids(self) -> set[str]:
         if not self.bq.table_exists(self.dataset, "orders"):
             return set()
-        rows = self.bq.query(
-            f"select order_id from `{self.bq.project}.{self.dataset}.orders`"
-        )
+        rows = self.bq.query(f"select order_id from `{self.bq.project}.{self.dataset}.orders`")
         return {r["order_id"] for r in rows}
 
 
@@ -200,9 +191,7 @@ def workdir(tmp_path: Path, bq_installed: None) -> Path:
     return tmp_path
 
 
-def test_loads_before_each_state_and_survives_a_kill(
-    bq: bq_harness.Stack, workdir: Path
-) -> None:
+def test_loads_before_each_state_and_survives_a_kill(bq: bq_harness.Stack, workdir: Path) -> None:
     target = Target(bq, workdir, "tgt_kill")
     try:
         target.send(lines(schema_msg(), *records(0, 250), state_msg(249)))
@@ -228,7 +217,8 @@ def test_loads_before_each_state_and_survives_a_kill(
 
     # The batches were staged as files in the bucket first.
     staged = bq.list_objects(BUCKET, "target_bigquery/tgt_kill/orders/")
-    assert len(staged) >= 5 and all(name.endswith(".jsonl.gz") for name in staged)
+    assert len(staged) >= 5
+    assert all(name.endswith(".jsonl.gz") for name in staged)
 
     # Typed columns, one per field of the stream, plus the loader's metadata.
     columns = bq.table_columns("tgt_kill", "orders")
@@ -303,13 +293,12 @@ def test_bad_config_fails_before_reading_input(
     assert rc != 0
     assert target.states == []
     err = target.stderr()
-    assert "configuration error" in err and setting in err, err
+    assert "configuration error" in err, err
+    assert setting in err, err
     assert not bq.table_exists("tgt_bad", "orders")
 
 
-def test_kill_after_upload_before_load_loses_nothing(
-    bq: bq_harness.Stack, workdir: Path
-) -> None:
+def test_kill_after_upload_before_load_loses_nothing(bq: bq_harness.Stack, workdir: Path) -> None:
     """Files uploaded, their load job not started: no STATE; a rerun from the old state loads
     what the tap sends again, and the files of the dead run stay unloaded garbage."""
     pause = {"TARGET_BIGQUERY_DOME_TEST_PAUSE": "before_load=60"}
@@ -318,9 +307,7 @@ def test_kill_after_upload_before_load_loses_nothing(
     try:
         target.send(lines(schema_msg(), *records(0, 250), state_msg(249)))
         # Every file of the checkpoint is uploaded; the load job is held back.
-        assert wait_until(lambda: len(bq.list_objects(BUCKET, prefix)) == 3), (
-            target.stderr()
-        )
+        assert wait_until(lambda: len(bq.list_objects(BUCKET, prefix)) == 3), target.stderr()
         assert wait_until(lambda: "test pause before_load" in target.stderr())
     finally:
         target.kill()
@@ -347,9 +334,7 @@ def test_kill_after_load_before_state_double_loads_harmlessly(
     target = Target(bq, workdir, "tgt_loadkill", env=pause)
     try:
         target.send(lines(schema_msg(), *records(0, 150), state_msg(149)))
-        assert wait_until(lambda: "test pause after_load" in target.stderr()), (
-            target.stderr()
-        )
+        assert wait_until(lambda: "test pause after_load" in target.stderr()), target.stderr()
     finally:
         target.kill()
     assert target.states == []
@@ -359,8 +344,7 @@ def test_kill_after_load_before_state_double_loads_harmlessly(
     rerun.send(lines(schema_msg(), *records(0, 200), state_msg(199)))
     assert rerun.finish() == 0, rerun.stderr()
     raw = [
-        r["order_id"]
-        for r in bq.query(f"select order_id from `{bq.project}.tgt_loadkill.orders`")
+        r["order_id"] for r in bq.query(f"select order_id from `{bq.project}.tgt_loadkill.orders`")
     ]
     assert sorted(raw) == sorted([*ids(0, 150), *ids(0, 200)])
     assert bookmark(rerun.states[-1]) == record(199)["timestamp"]
@@ -383,9 +367,7 @@ def batch_msg(*uris: str) -> dict[str, Any]:
     }
 
 
-def test_batch_messages_are_loaded_from_the_taps_files(
-    bq: bq_harness.Stack, workdir: Path
-) -> None:
+def test_batch_messages_are_loaded_from_the_taps_files(bq: bq_harness.Stack, workdir: Path) -> None:
     files = workdir / "tap-batches"
     files.mkdir()
     first = write_batch_file(files / "b1.json.gz", 0, 120)
@@ -415,9 +397,7 @@ def test_batch_messages_are_loaded_from_the_taps_files(
     assert len(bq.list_objects(BUCKET, "target_bigquery/tgt_batch/orders/")) == 2
 
 
-def test_parsed_lines_new_columns_and_metadata(
-    bq: bq_harness.Stack, workdir: Path
-) -> None:
+def test_parsed_lines_new_columns_and_metadata(bq: bq_harness.Stack, workdir: Path) -> None:
     """Lines the fast slice does not take (spaced JSON, extra keys) load the same values; a new
     property in a later SCHEMA becomes a new column."""
     target = Target(bq, workdir, "tgt_shapes")

@@ -88,8 +88,8 @@
 {#-
     Incremental strategy of fct_orders. BigQuery: insert_overwrite of the day partitions the
     new batch touches (the model emits those partitions complete). DuckDB: delete+insert on
-    order_id, which gives the same table from the same model output and works with every
-    DuckDB version (MERGE INTO needs DuckDB >= 1.4, and the loader may pin an older one).
+    order_id: every key the batch touches is replaced by the model's row for it, the same
+    table BigQuery ends up with from the same model output.
 -#}
 {% macro dome_incremental_strategy() -%}
     {{ return(adapter.dispatch('dome_incremental_strategy', 'tap_dome')()) }}

@@ -71,9 +71,7 @@ def load_rows(
                 "NEW_LINE '\\r\\n'",
             ]
         )
-        self.conn.execute(
-            f"COPY {temp_table} FROM {_sql_str(temp_file_csv)} ({options})"
-        )
+        self.conn.execute(f"COPY {temp_table} FROM {_sql_str(temp_file_csv)} ({options})")
         if self.stream_schema_message["key_properties"]:
             self.conn.execute(self.update_from_temp_table(temp_table))
         self.conn.execute(self.insert_from_temp_table(temp_table))
@@ -243,9 +241,7 @@ class SingerMessageError(Exception):
     """A message upstream rejects too (it raises a bare Exception, with the same text)."""
 
 
-def persist_append_only(
-    connection: Any, config: dict[str, Any], lines: Iterable[bytes]
-) -> None:
+def persist_append_only(connection: Any, config: dict[str, Any], lines: Iterable[bytes]) -> None:
     """Upstream's ``persist_lines`` for an append-only table, with less work per record.
 
     The same messages and checks, the same batches, and upstream's own ``flush_streams``, so
@@ -263,9 +259,7 @@ def persist_append_only(
     # each stream's batch file (AppendDbSync.append).
     pending: dict[str, dict[str, Any]] = {}
     row_count: dict[str, int] = {}
-    batch_size_rows = config.get(
-        "batch_size_rows", target_duckdb.DEFAULT_BATCH_SIZE_ROWS
-    )
+    batch_size_rows = config.get("batch_size_rows", target_duckdb.DEFAULT_BATCH_SIZE_ROWS)
     add_metadata = config.get("add_metadata_columns") or config.get("hard_delete")
     validate = config.get("validate_records")
     batches_loaded = False
@@ -275,27 +269,22 @@ def persist_append_only(
         for line in lines:
             message, to_row = _parse(line)
             if "type" not in message:
-                raise SingerMessageError(
-                    f"Line is missing required key 'type': {line!r}"
-                )
+                raise SingerMessageError(f"Line is missing required key 'type': {line!r}")
             kind = message["type"]
 
             if kind == "RECORD":
                 if "stream" not in message:
-                    raise SingerMessageError(
-                        f"Line is missing required key 'stream': {line!r}"
-                    )
+                    raise SingerMessageError(f"Line is missing required key 'stream': {line!r}")
                 stream = message["stream"]
                 if stream not in syncs:
                     raise SingerMessageError(
-                        f"A record for stream {stream} was encountered before a corresponding schema"
+                        f"A record for stream {stream} was encountered before a "
+                        "corresponding schema"
                     )
                 if validate:
                     _validate(validators[stream], message["record"])
                 record = (
-                    add_metadata_values_to_record(message)
-                    if add_metadata
-                    else message["record"]
+                    add_metadata_values_to_record(message) if add_metadata else message["record"]
                 )
                 syncs[stream].append(to_row(syncs[stream].flatten(record)))
                 pending.setdefault(stream, {})
@@ -329,9 +318,7 @@ def persist_append_only(
                     raise SingerMessageError(
                         f"A BATCH for stream {stream} was encountered before a corresponding schema"
                     )
-                if (
-                    row_count[stream] > 0
-                ):  # RECORDs before it: committed first, in order
+                if row_count[stream] > 0:  # RECORDs before it: committed first, in order
                     flushed_state = target_duckdb.flush_streams(
                         pending,
                         row_count,
@@ -347,14 +334,10 @@ def persist_append_only(
 
             elif kind == "SCHEMA":
                 if "stream" not in message:
-                    raise SingerMessageError(
-                        f"Line is missing required key 'stream': {line!r}"
-                    )
+                    raise SingerMessageError(f"Line is missing required key 'stream': {line!r}")
                 stream = message["stream"]
                 schema = target_duckdb.float_to_decimal(message["schema"])
-                validators[stream] = Draft7Validator(
-                    schema, format_checker=FormatChecker()
-                )
+                validators[stream] = Draft7Validator(schema, format_checker=FormatChecker())
                 if row_count.get(stream, 0) > 0:
                     flushed_state = target_duckdb.flush_streams(
                         pending, row_count, syncs, config, state, flushed_state
@@ -382,9 +365,7 @@ def persist_append_only(
                     flushed_state = copy.deepcopy(state)
 
             else:
-                raise SingerMessageError(
-                    f"Unknown message type {kind} in message {message}"
-                )
+                raise SingerMessageError(f"Unknown message type {kind} in message {message}")
 
         if sum(row_count.values()) > 0:
             flushed_state = target_duckdb.flush_streams(
@@ -438,8 +419,8 @@ def _validate(validator: Draft7Validator, record: dict[str, Any]) -> None:
         if type(ex).__name__ == "InvalidOperation":
             raise target_duckdb.InvalidValidationOperationException(
                 f"Data validation failed and cannot load to destination. RECORD: {record}\n"
-                "multipleOf validations that allows long precisions are not supported (i.e. with 15 digits"
-                "or more) Try removing 'multipleOf' methods from JSON schema."
+                "multipleOf validations that allows long precisions are not supported "
+                "(i.e. with 15 digits or more) Try removing 'multipleOf' methods from JSON schema."
             ) from ex
         raise target_duckdb.RecordValidationException(
             f"Record does not pass schema validation. RECORD: {record}"

@@ -16,11 +16,7 @@ import sys
 def duckdb_path(env: dict[str, str]) -> str:
     """The DuckDB file dbt should use, from the environment Meltano gives the plugin."""
     root = env.get("MELTANO_PROJECT_ROOT") or os.getcwd()
-    path = (
-        env.get("DBT_DUCKDB_PATH")
-        or env.get("DOME_DUCKDB_PATH")
-        or "output/dome.duckdb"
-    )
+    path = env.get("DBT_DUCKDB_PATH") or env.get("DOME_DUCKDB_PATH") or "output/dome.duckdb"
     if path == ":memory:" or ":" in path.split("/")[0] or os.path.isabs(path):
         return path
     return os.path.join(root, path)

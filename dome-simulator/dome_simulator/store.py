@@ -1,4 +1,4 @@
-"""All books of a simulator, the visibility clock, and fills added while running.
+"""All books of a simulator, the data clock, and fills added while running.
 
 One lock guards every book: page slicing under it takes microseconds, and the
 expensive part of a response (joining pre-serialized rows) happens outside it.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,11 +15,15 @@ from typing import Any
 import orjson
 
 from .book import Book
-from .clock import SimClock
+from .clock import DataClock
 from .dataset import Dataset
 from .fill import Fill, FillKey
 
-__all__ = ["Filters", "Store"]
+__all__ = ["LATE_AGE_SECONDS", "Filters", "Store"]
+
+#: How old late-indexed fills added by ``advance`` are, by default: 5 to 30 minutes before
+#: the data clock, inside a tap's usual two-hour lookback.
+LATE_AGE_SECONDS = (300, 1800)
 
 _LEGACY_DROP = ("block_number", "log_index")
 
@@ -58,7 +61,7 @@ def legacy_row(row: dict[str, Any]) -> dict[str, Any]:
 class Store:
     """Books of every wallet; see the module docstring."""
 
-    def __init__(self, dataset: Dataset, clock: SimClock) -> None:
+    def __init__(self, dataset: Dataset, clock: DataClock) -> None:
         self.lock = threading.RLock()
         self.dataset = dataset
         self.clock = clock
@@ -137,27 +140,29 @@ class Store:
         return visible
 
     def add_head(self, wallet: str, count: int = 1) -> int:
-        """Add ``count`` fresh fills stamped 0-3 s before the real wall clock."""
+        """Add ``count`` fresh fills stamped 0-3 s before the data clock (the new head)."""
         wallet = wallet.lower()
         pool = self.dataset.markets
+        head = int(self.clock.stamp_now())
         fills: list[Fill] = []
         with self.lock:
             rng = self._rng(wallet)
             for _ in range(count):
-                ts = int(time.time()) - rng.randint(0, 3)
+                ts = head - rng.randint(0, 3)
                 fills += pool.transaction(rng, wallet, ts, [pool.new_order(rng)])
         return self._add(fills)
 
-    def add_late(self, wallet: str, count: int = 1) -> int:
-        """Add ``count`` fills stamped 5-30 minutes ago that the API indexes only now."""
+    def add_late(self, wallet: str, count: int = 1, age: tuple[int, int] = LATE_AGE_SECONDS) -> int:
+        """Add ``count`` fills stamped ``age`` seconds before the data clock, indexed only now."""
         wallet = wallet.lower()
         pool = self.dataset.markets
+        head = int(self.clock.stamp_now())
         indexed_at = int(self.clock.now())
         fills: list[Fill] = []
         with self.lock:
             rng = self._rng(wallet)
             for _ in range(count):
-                ts = int(time.time()) - rng.randint(300, 1800)
+                ts = head - rng.randint(*age)
                 order = pool.new_order(rng)
                 fills += pool.transaction(rng, wallet, ts, [order], indexed_at=indexed_at)
         return self._add(fills)
@@ -181,7 +186,8 @@ class Store:
         return pairs
 
     def counts(self) -> dict[str, int]:
-        """Visible and pending fill counts (for health checks)."""
+        """Visible and pending fill counts at the data clock (for health checks)."""
+        self.promote_due()
         with self.lock:
             return {
                 "visible": sum(len(b) for b in self.books.values()),

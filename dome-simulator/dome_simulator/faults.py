@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
-from .ratelimit import SlidingWindowLimiter, parse_rate_limit
+from .server_limits import SlidingWindowLimiter, parse_rate_limit
 
 __all__ = ["FAIL_KINDS", "FaultController", "Faults"]
 

@@ -17,8 +17,8 @@ from types import FrameType
 import orjson
 
 from .dataset import Dataset
-from .ratelimit import TIERS, parse_rate_limit
 from .server import DomeSimulator
+from .server_limits import TIER_LIMITS, parse_rate_limit
 
 PROFILES = ("standard", "demo", "bench")
 
@@ -36,6 +36,17 @@ def _latency(text: str) -> tuple[float, float]:
     return lo_ms / 1000.0, hi_ms / 1000.0
 
 
+def _non_negative(text: str) -> float:
+    """Seconds or a Unix time: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's arguments (kept separate so tests and docs can inspect them)."""
     parser = argparse.ArgumentParser(
@@ -51,9 +62,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bench-wallets", type=int, default=10, help="bench: wallet count")
     parser.add_argument("--bench-fills", type=int, default=10_000, help="bench: fills per wallet")
     parser.add_argument(
-        "--rate-limit", choices=[*TIERS, "none"], default="none", help="API tier to enforce"
+        "--rate-limit", choices=[*TIER_LIMITS, "none"], default="none", help="API tier to enforce"
     )
     parser.add_argument("--latency-ms", type=_latency, default=(0.0, 0.0), metavar="MS[-MAX]")
+    clock = parser.add_mutually_exclusive_group()
+    clock.add_argument(
+        "--data-lag",
+        type=_non_negative,
+        default=0.0,
+        metavar="SECONDS",
+        help="serve data only up to the wall clock minus SECONDS (an indexer that is behind)",
+    )
+    clock.add_argument(
+        "--frozen-now",
+        type=_non_negative,
+        metavar="UNIX",
+        help="freeze the data clock at this Unix time; it moves only via POST /_sim/advance",
+    )
     parser.add_argument("--api-key", default="sim-key")
     parser.add_argument("--wallets-out", type=Path, help="write the wallets, one per line")
     return parser
@@ -68,7 +93,7 @@ def _dataset(args: argparse.Namespace) -> Dataset:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m tap_dome.simulator`` and ``dome-simulator``."""
+    """Entry point of ``python -m dome_simulator`` and ``dome-simulator``."""
     args = build_parser().parse_args(argv)
     stop = threading.Event()
 
@@ -84,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset=_dataset(args),
         rate_limit=parse_rate_limit(args.rate_limit),
         latency=args.latency_ms,
+        data_lag=args.data_lag,
+        frozen_now=args.frozen_now,
         host=args.host,
         port=args.port,
     )
@@ -103,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "roles": sim.roles,
             "profile": args.profile,
             "seed": args.seed,
+            "clock": sim.clock.describe(),
         }
         sys.stdout.buffer.write(orjson.dumps(banner) + b"\n")
         sys.stdout.flush()

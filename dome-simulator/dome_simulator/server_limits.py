@@ -14,10 +14,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-__all__ = ["TIERS", "SlidingWindowLimiter", "parse_rate_limit", "retry_after_seconds"]
+__all__ = ["TIER_LIMITS", "SlidingWindowLimiter", "parse_rate_limit", "retry_after_header"]
 
-#: Tier name -> (requests per second, requests per 10 seconds), from dome-api.md.
-TIERS: dict[str, tuple[int, int]] = {"free": (10, 100), "dev": (100, 500), "pro": (300, 3000)}
+#: Tier name -> (requests per second, requests per 10 seconds), from the Dome API pricing page.
+TIER_LIMITS: dict[str, tuple[int, int]] = {"free": (10, 100), "dev": (100, 500), "pro": (300, 3000)}
 
 
 def parse_rate_limit(value: object) -> tuple[int, int] | None:
@@ -26,9 +26,11 @@ def parse_rate_limit(value: object) -> tuple[int, int] | None:
         return None
     if isinstance(value, str):
         try:
-            return TIERS[value.lower()]
+            return TIER_LIMITS[value.lower()]
         except KeyError:
-            raise ValueError(f"unknown rate-limit tier {value!r}; use {sorted(TIERS)}") from None
+            raise ValueError(
+                f"unknown rate-limit tier {value!r}; use {sorted(TIER_LIMITS)}"
+            ) from None
     if isinstance(value, list | tuple) and len(value) == 2:
         per_second, per_10s = int(value[0]), int(value[1])
         if per_second < 1 or per_10s < 1:
@@ -70,6 +72,6 @@ class SlidingWindowLimiter:
             return None
 
 
-def retry_after_seconds(wait: float) -> int:
+def retry_after_header(wait: float) -> int:
     """Retry-After as the API would send it: whole seconds, at least 1."""
     return max(1, math.ceil(wait))

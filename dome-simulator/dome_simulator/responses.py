@@ -14,7 +14,10 @@ JSON = "application/json"
 
 @dataclass(slots=True)
 class Response:
-    """What to send back: ``delay`` seconds later, or nothing at all when ``drop``."""
+    """What to send back: ``delay`` seconds later, or nothing at all when ``drop``.
+
+    ``limited`` marks a 429 from the rate-limit budget (not an injected one), for the stats.
+    """
 
     status: int
     body: bytes = b""
@@ -23,6 +26,7 @@ class Response:
     rows: int = 0
     delay: float = 0.0
     drop: bool = False
+    limited: bool = False
 
 
 def json_response(status: int, payload: Any, **kw: Any) -> Response:

@@ -15,7 +15,7 @@ NEG_RISK_CTF_EXCHANGE = "0xc5d563a36ae78145c45a50134d48a1215220f80a"
 FillKey = tuple[int, str, int]
 
 
-# The fields of one fill as dome-api.md section 2 documents them, in the documented order.
+# The fields of one fill as the Dome API documents them (docs.domeapi.io), in that order.
 API_FIELDS: tuple[str, ...] = (
     "token_id",
     "token_label",
@@ -38,10 +38,10 @@ API_FIELDS: tuple[str, ...] = (
 
 @dataclass(slots=True)
 class Fill:
-    """A fill with every field of dome-api.md section 2, plus simulator-only metadata.
+    """A fill with every field the Dome API documents, plus simulator-only metadata.
 
     ``extra`` holds fields unknown to the contract (they prove the tap keeps them);
-    ``indexed_at`` is when the API starts serving the fill (``None``: at ``timestamp``).
+    ``indexed_at`` is when the API's indexer reaches the fill (``None``: at ``timestamp``).
     """
 
     token_id: str
@@ -74,8 +74,14 @@ class Fill:
 
     @property
     def visible_from(self) -> int:
-        """Simulator time (Unix seconds) from which the API serves this fill."""
-        return self.timestamp if self.indexed_at is None else self.indexed_at
+        """The data clock (Unix seconds) from which the API serves this fill.
+
+        Both its block time and its indexing time must have been reached: a fill is never
+        served before its own timestamp, however early it was indexed.
+        """
+        if self.indexed_at is None:
+            return self.timestamp
+        return max(self.timestamp, self.indexed_at)
 
     def to_api(self) -> dict[str, Any]:
         """The JSON object the API returns for this fill (field order as documented)."""

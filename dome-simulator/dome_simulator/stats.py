@@ -3,6 +3,8 @@
 Requests are counted at arrival (before latency, auth or faults), including the
 ones answered with 429 or an injected failure, so ``max_in_1s``/``max_in_10s`` show
 the client's real peak rates over sliding windows ``(t - 1, t]`` and ``(t - 10, t]``.
+``rate_limited`` counts the 429s the rate-limit budget gave (``by_status[429]`` also
+counts injected ones); ``max_in_flight`` is the most requests open at once.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class RequestStats:
             self._by_wallet: Counter[str] = Counter()
             self._rows = 0
             self._dropped = 0
+            self._limited = 0
             self._last_1s: deque[float] = deque()
             self._last_10s: deque[float] = deque()
             self._max_1s = 0
@@ -55,9 +58,10 @@ class RequestStats:
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
 
-    def respond(self, status: int | None, rows: int = 0) -> None:
+    def respond(self, status: int | None, rows: int = 0, *, limited: bool = False) -> None:
         """Record how a request ended; ``None`` means the connection was dropped."""
         with self._lock:
+            self._limited += limited
             if status is None:
                 self._dropped += 1
             else:
@@ -70,8 +74,9 @@ class RequestStats:
             self._in_flight = max(0, self._in_flight - 1)
 
     def snapshot(self) -> dict[str, Any]:
-        """``requests, by_status, max_in_1s, max_in_10s, rows_served, requests_by_wallet``,
-        plus ``dropped`` (connections closed without a response) and in-flight counts."""
+        """``requests, by_status, max_in_1s, max_in_10s, rows_served, rate_limited,
+        requests_by_wallet``, plus ``dropped`` (connections closed without a response) and
+        in-flight counts."""
         with self._lock:
             return {
                 "requests": self._requests,
@@ -79,6 +84,7 @@ class RequestStats:
                 "max_in_1s": self._max_1s,
                 "max_in_10s": self._max_10s,
                 "rows_served": self._rows,
+                "rate_limited": self._limited,
                 "requests_by_wallet": dict(self._by_wallet),
                 "dropped": self._dropped,
                 "in_flight": self._in_flight,

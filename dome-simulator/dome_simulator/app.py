@@ -1,6 +1,6 @@
 """The simulator's state and request dispatch, independent of the HTTP server.
 
-``SimulatorCore`` owns the data (store), the clock, faults and statistics; it maps
+``SimulatorCore`` owns the data (store), the data clock, faults and statistics; it maps
 one request (method, path, query, headers, body) to a :class:`Response`. The API
 lives under ``/v1``; the control plane under ``/_sim`` (also ``/v1/_sim``) needs no
 key and is not counted in the statistics.
@@ -9,6 +9,7 @@ key and is not counted in the statistics.
 from __future__ import annotations
 
 import hmac
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs
@@ -16,23 +17,46 @@ from urllib.parse import parse_qs
 import orjson
 
 from .api import serve_orders
-from .clock import SimClock
+from .clock import DataClock
 from .dataset import Dataset
 from .faults import FaultController, Faults
 from .identity import order_id
-from .ratelimit import parse_rate_limit, retry_after_seconds
 from .responses import Response, error, json_response
+from .server_limits import parse_rate_limit, retry_after_header
 from .stats import RequestStats
-from .store import Store, legacy_row
+from .store import LATE_AGE_SECONDS, Store, legacy_row
 
-__all__ = ["ORDERS_PATH", "SimulatorCore"]
+__all__ = ["API_ORDERS_ROUTE", "SimulatorCore"]
 
-ORDERS_PATH = "/v1/polymarket/orders"
+API_ORDERS_ROUTE = "/v1/polymarket/orders"
 _HTML_502 = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     b"<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n"
 )
 _NOT_JSON = b'{"orders": [{"token_id": "1", <!-- upstream hiccup --> ]'
+
+
+def _number(name: str, value: object) -> float:
+    """A finite number from JSON or a query string (``"60"``); anything else is a clear error."""
+    if isinstance(value, int | float | str) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(number):
+                return number
+    raise ValueError(f"{name} must be a number, not {value!r}")
+
+
+def _age(value: Sequence[int]) -> tuple[int, int]:
+    """``late_age`` as ``(min, max)`` whole seconds, ``0 <= min <= max``."""
+    if isinstance(value, str) or len(value) != 2:
+        raise ValueError("late_age must be [min_seconds, max_seconds]")
+    low, high = int(value[0]), int(value[1])
+    if not 0 <= low <= high:
+        raise ValueError("late_age must satisfy 0 <= min_seconds <= max_seconds")
+    return low, high
 
 
 class SimulatorCore:
@@ -47,13 +71,15 @@ class SimulatorCore:
         latency: tuple[float, float] = (0.0, 0.0),
         *,
         retry_after: int | str | None = "auto",
+        data_lag: float = 0.0,
+        frozen_now: float | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("api_key must not be empty")
         self.seed = seed
         self._api_key = api_key
         self.dataset = dataset if dataset is not None else Dataset.standard(seed)
-        self.clock = SimClock()
+        self.clock = DataClock(data_lag, frozen_now)
         self.store = Store(self.dataset, self.clock)
         base = Faults().merged(
             rate_limit=parse_rate_limit(rate_limit), latency=latency, retry_after=retry_after
@@ -67,6 +93,8 @@ class SimulatorCore:
             ("GET", "stats"): lambda _: self.stats(),
             ("POST", "reset_stats"): self._post_reset_stats,
             ("POST", "advance"): lambda a: self.advance(**a),
+            ("GET", "clock"): lambda _: self.clock.describe(),
+            ("POST", "clock"): lambda a: self.set_clock(**a),
             ("GET", "faults"): lambda _: self.faults.faults.to_json(),
             ("POST", "faults"): self._post_faults,
             ("POST", "clear_faults"): lambda _: self.clear_faults(),
@@ -93,7 +121,7 @@ class SimulatorCore:
         return self.dataset.roles
 
     def truth(self, wallet: str | None = None) -> list[dict[str, Any]]:
-        """Every fill visible now, as the API would serve it, newest first, plus order_id.
+        """Every fill visible at the data clock, as the API serves it, newest first, plus order_id.
 
         Rows follow the current ``no_log_index`` fault (and so does their order_id).
         """
@@ -121,8 +149,12 @@ class SimulatorCore:
         new_fills_per_wallet: int = 0,
         late_fills_per_wallet: int = 0,
         wallets: Sequence[str] | None = None,
+        late_age: Sequence[int] = LATE_AGE_SECONDS,
     ) -> dict[str, Any]:
-        """Move simulator time forward and add fills; see the package docstring."""
+        """Move the data clock forward, then add fills relative to it; see the package docstring.
+
+        ``late_age`` is ``[min, max]`` seconds before the data clock for the late fills.
+        """
         new_fills_per_wallet, late_fills_per_wallet = (
             int(new_fills_per_wallet),
             int(late_fills_per_wallet),
@@ -131,7 +163,8 @@ class SimulatorCore:
             raise ValueError("fill counts must be >= 0")
         if isinstance(wallets, str):
             raise ValueError("wallets must be a list of addresses")
-        now = self.clock.advance(float(seconds))
+        age = _age(late_age)
+        now = self.clock.advance(_number("seconds", seconds))
         became_visible = self.store.promote_due()
         targets = self.wallets if wallets is None else [w.lower() for w in wallets]
         new = late = 0
@@ -139,14 +172,30 @@ class SimulatorCore:
             if new_fills_per_wallet:
                 new += self.store.add_head(wallet, new_fills_per_wallet)
             if late_fills_per_wallet:
-                late += self.store.add_late(wallet, late_fills_per_wallet)
+                late += self.store.add_late(wallet, late_fills_per_wallet, age)
         return {
             "now": now,
             "offset": self.clock.offset,
             "new_fills": new,
             "late_fills": late,
             "became_visible": became_visible,
+            "clock": self.clock.describe(),
         }
+
+    def set_clock(
+        self, lag: float | None = None, frozen_now: float | None = None, freeze: bool = False
+    ) -> dict[str, Any]:
+        """Run the data clock live ``lag`` seconds behind the wall, or frozen; see clock.py.
+
+        Fills the new data clock has reached become visible at once. Returns the clock.
+        """
+        self.clock.set(
+            lag=None if lag is None else _number("lag", lag),
+            frozen_now=None if frozen_now is None else _number("frozen_now", frozen_now),
+            freeze=freeze in (True, "true", "1"),
+        )
+        became_visible = self.store.promote_due()
+        return {**self.clock.describe(), "became_visible": became_visible}
 
     def set_faults(self, **changes: Any) -> dict[str, Any]:
         """Change some fault settings (see faults.Faults); returns the full configuration."""
@@ -163,6 +212,7 @@ class SimulatorCore:
             "ok": True,
             "now": self.clock.now(),
             "offset": self.clock.offset,
+            "clock": self.clock.describe(),
             "wallets": len(self.wallets),
             "visible_fills": counts["visible"],
             "pending_fills": counts["pending"],
@@ -201,7 +251,9 @@ class SimulatorCore:
         except Exception as exc:  # a simulator bug must surface as a 500, not a hang
             response = error(500, "Internal Server Error", f"simulator error: {exc!r}")
         response.delay += self.faults.latency()
-        self._stats.respond(None if response.drop else response.status, response.rows)
+        self._stats.respond(
+            None if response.drop else response.status, response.rows, limited=response.limited
+        )
         return response, True
 
     def done(self) -> None:
@@ -215,7 +267,7 @@ class SimulatorCore:
         params: Mapping[str, Sequence[str]],
         authorization: str | None,
     ) -> Response:
-        if route != ORDERS_PATH:
+        if route != API_ORDERS_ROUTE:
             return error(404, "Not Found", "route not found")
         if method != "GET":
             return error(405, "Method Not Allowed", f"{method} is not allowed here; use GET")
@@ -224,7 +276,9 @@ class SimulatorCore:
         faults = self.faults.current
         wait = self.faults.admit()
         if wait is not None:
-            return self._too_many(faults, wait)
+            limited = self._too_many(faults, wait)
+            limited.limited = True
+            return limited
         kind = self.faults.next_failure()
         if kind is None:
             return serve_orders(self.store, faults, params)
@@ -242,7 +296,7 @@ class SimulatorCore:
     def _too_many(faults: Faults, wait: float) -> Response:
         headers: tuple[tuple[str, str], ...] = ()
         if faults.retry_after == "auto":
-            headers = (("Retry-After", str(retry_after_seconds(wait))),)
+            headers = (("Retry-After", str(retry_after_header(wait))),)
         elif faults.retry_after is not None:
             headers = (("Retry-After", str(faults.retry_after)),)
         return error(429, "Too Many Requests", "Rate limit exceeded", headers=headers)

@@ -1,4 +1,4 @@
-"""The Dome API simulator, over real HTTP on 127.0.0.1, against dome-api.md section 2."""
+"""The Dome API simulator over real HTTP on 127.0.0.1, against the API docs (see README.md)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import orjson
 import pytest
 import requests
 
-from tap_dome.simulator import (
+from dome_simulator import (
     CTF_EXCHANGE,
     FAIL_KINDS,
     Dataset,
@@ -27,18 +27,16 @@ from tap_dome.simulator import (
     WalletSpec,
     order_id,
 )
+from dome_simulator.testing import SMALL_PAGE, small_standard, walk
+from dome_simulator.testing import get_orders as get
 
-PAGE = 50
+PAGE = SMALL_PAGE
 KEY = "sim-test-key-4242"
 ORDER_FIELDS = {
     "token_id", "token_label", "side", "market_slug", "condition_id", "shares",
     "shares_normalized", "price", "block_number", "log_index", "tx_hash", "title",
     "timestamp", "order_hash", "user", "taker",
 }  # fmt: skip
-
-
-def small_standard(seed: int = 7, now: float | None = None) -> Dataset:
-    return Dataset.standard(seed=seed, page=PAGE, large=2000, now=now)
 
 
 @pytest.fixture(scope="module")
@@ -60,43 +58,6 @@ def client() -> Iterator[requests.Session]:
     with requests.Session() as session:
         session.headers["Authorization"] = f"Bearer {KEY}"
         yield session
-
-
-def get(
-    client: requests.Session, sim: DomeSimulator, timeout: float = 10, **params: Any
-) -> requests.Response:
-    return client.get(f"{sim.base_url}/polymarket/orders", params=params, timeout=timeout)
-
-
-def walk(
-    client: requests.Session,
-    sim: DomeSimulator,
-    wallet: str,
-    *,
-    mode: str = "cursor",
-    limit: int = PAGE,
-    **window: Any,
-) -> list[dict[str, Any]]:
-    """Every row of a walk, with pagination_key (cursor) or offset."""
-    rows: list[dict[str, Any]] = []
-    key: str | None = None
-    for _ in range(10_000):
-        params: dict[str, Any] = {"user": wallet, "limit": limit, **window}
-        if mode == "cursor" and key:
-            params["pagination_key"] = key
-        elif mode == "offset":
-            params["offset"] = len(rows)
-        response = get(client, sim, **params)
-        assert response.status_code == 200, response.text
-        page = response.json()
-        assert len(page["orders"]) <= limit
-        rows += page["orders"]
-        if not page["pagination"]["has_more"]:
-            assert "pagination_key" not in page["pagination"]
-            return rows
-        key = page["pagination"].get("pagination_key")
-        assert mode == "offset" or key
-    raise AssertionError("walk did not end")
 
 
 def ids(rows: list[dict[str, Any]]) -> list[str]:
@@ -308,9 +269,9 @@ def test_dataset_has_every_edge_case(shared: DomeSimulator) -> None:
 
 def test_same_seed_same_data() -> None:
     now = time.time()
-    a = DomeSimulator(seed=3, dataset=small_standard(3, now))
-    b = DomeSimulator(seed=3, dataset=small_standard(3, now))
-    c = DomeSimulator(seed=4, dataset=small_standard(4, now))
+    a = DomeSimulator(seed=3, dataset=small_standard(3, now=now))
+    b = DomeSimulator(seed=3, dataset=small_standard(3, now=now))
+    c = DomeSimulator(seed=4, dataset=small_standard(4, now=now))
     assert a.wallets == b.wallets
     assert a.truth() == b.truth()
     assert a.wallets != c.wallets
@@ -604,7 +565,7 @@ def test_stop_is_prompt_and_idempotent() -> None:
 def test_cli_prints_json_and_exits_cleanly(tmp_path: Path) -> None:
     wallets_file = tmp_path / "wallets.txt"
     command = [
-        sys.executable, "-m", "tap_dome.simulator", "--port", "0", "--seed", "5",
+        sys.executable, "-m", "dome_simulator", "--port", "0", "--seed", "5",
         "--profile", "demo", "--rate-limit", "dev", "--latency-ms", "0-2",
         "--api-key", KEY, "--wallets-out", str(wallets_file),
     ]  # fmt: skip

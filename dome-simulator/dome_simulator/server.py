@@ -1,7 +1,9 @@
 """The HTTP server around :class:`SimulatorCore`: ``DomeSimulator``.
 
 ``ThreadingHTTPServer`` gives one daemon thread per connection, so latency and
-``timeout`` stalls never block other clients. Responses are HTTP/1.1 keep-alive,
+``timeout`` stalls never block other clients: each handler sleeps in its own thread,
+holding no lock (the store's lock is held only while slicing a page, microseconds), so
+hundreds of requests can be in flight at once. Responses are HTTP/1.1 keep-alive,
 written in a single ``sendall`` (head and body together, Nagle off) with an exact
 Content-Length. Nothing is logged: requests carry the API key.
 """
@@ -29,7 +31,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
-    request_queue_size = 256  # the default (5) drops SYNs under concurrent clients
+    # The listen backlog. The default (5) drops SYNs when a client opens many connections
+    # at once (a tap with ~100 requests in flight, a benchmark with several taps).
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], core: SimulatorCore) -> None:
         self.core = core
@@ -142,8 +146,19 @@ class DomeSimulator(SimulatorCore):
         host: str = "127.0.0.1",
         port: int = 0,
         retry_after: int | str | None = "auto",
+        data_lag: float = 0.0,
+        frozen_now: float | None = None,
     ) -> None:
-        super().__init__(seed, api_key, dataset, rate_limit, latency, retry_after=retry_after)
+        super().__init__(
+            seed,
+            api_key,
+            dataset,
+            rate_limit,
+            latency,
+            retry_after=retry_after,
+            data_lag=data_lag,
+            frozen_now=frozen_now,
+        )
         self.host = host
         self.port = port
         self._server: _Server | None = None
