@@ -222,7 +222,9 @@ def test_duckdb_and_bigquery_give_the_same_fct_orders(
     # The production runbook on a new bucket: preflight says it is missing, create-bucket
     # makes it (in the location), preflight passes, the pipeline runs.
     bucket = f"tap-dome-new-{os.getpid()}"
-    bq_pipe.env_overrides.update(TARGET_BIGQUERY_BUCKET=bucket)
+    # No key file: the loader and dbt (method oauth) both use application default credentials
+    # (here GOOGLE_APPLICATION_CREDENTIALS; workload identity in production).
+    bq_pipe.env_overrides.update(TARGET_BIGQUERY_BUCKET=bucket, TARGET_BIGQUERY_CREDENTIALS_PATH="")
     missing = bq_pipe.meltano("invoke", "target-bigquery:preflight", timeout=120)
     assert missing.returncode != 0, missing.stdout[-3000:]
     assert "TARGET_BIGQUERY_BUCKET" in missing.stdout, missing.stdout[-3000:]
@@ -232,6 +234,7 @@ def test_duckdb_and_bigquery_give_the_same_fct_orders(
     ok = bq_pipe.meltano("invoke", "target-bigquery:preflight", timeout=120)
     assert ok.returncode == 0, ok.stdout[-3000:]
     assert "preflight ok" in ok.stdout, ok.stdout[-3000:]
+    assert "credentials application default credentials" in ok.stdout, ok.stdout[-3000:]
 
     bq_pipe.run()
     assert bq_pipe.bq.list_objects(bucket, "target_bigquery/")
