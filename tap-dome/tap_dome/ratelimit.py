@@ -1,20 +1,26 @@
 """One limiter shared by every request of a run, enforcing all of the tier's budgets.
 
-Dome enforces a per-second and a per-10-second budget at once. A sliding log of send times
+Dome enforces a per-second and a per-10-second budget at once. A sorted log of send times
 keeps every window of either length under its budget, wherever the server's windows start.
+
+Each caller reserves the next free slot and sleeps until it, so callers leave in the order
+they asked (the scheduler asks in emission order) and no thread wakes just to find the
+slot taken. A thread may wake late (the machine is busy, the GIL is taken), and the server
+counts a request when it arrives: so on waking, a caller moves its entry in the log to
+the moment it really leaves, and the slots reserved after that see the true time.
 A 429 pauses everybody, not just the thread that got it.
 """
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 
-# Requests leave at send time but are counted at arrival; a little slack keeps jitter in
-# latency from pushing two requests into the same server window.
-WINDOW_SLACK_SECONDS = 0.05
+# Requests are counted at arrival, a moment after they leave; a little slack keeps jitter
+# in that moment from pushing one request too many into a server window.
+WINDOW_SLACK_SECONDS = 0.1
 
 
 class RateLimiter:
@@ -29,7 +35,8 @@ class RateLimiter:
         if not budgets or any(window <= 0 or limit < 1 for window, limit in budgets):
             raise ValueError(f"rate budgets must be positive, got {budgets!r}")
         self._budgets = [(window + WINDOW_SLACK_SECONDS, int(limit)) for window, limit in budgets]
-        self._log: deque[float] = deque(maxlen=max(limit for _, limit in self._budgets))
+        self._keep = max(limit for _, limit in self._budgets)  # entries the budgets look at
+        self._log: list[float] = []  # send times, sorted; reservations in the future too
         self._paused_until = 0.0
         self._lock = threading.Lock()
         self._clock = clock
@@ -44,27 +51,49 @@ class RateLimiter:
         first = (1.0, int(per_second)) if per_second >= 1 else (1.0 / per_second, 1)
         return cls([first, (10.0, per_10_seconds)])
 
+    @property
+    def burst_rate(self) -> float:
+        """Requests per second allowed over the shortest window (Dev: 100, not 50)."""
+        window, limit = min(self._budgets)
+        return limit / window
+
     def acquire(self) -> float:
         """Wait for a free slot and take it; returns the seconds waited."""
         waited = 0.0
         while True:
             with self._lock:
                 now = self._clock()
-                delay = self._delay(now)
-                if delay <= 0:
-                    self._log.append(now)
+                slot = max(now, self._free_at())
+                self._insert(slot)
+            if slot > now:
+                self._sleep(slot - now)
+                waited += slot - now
+            with self._lock:
+                self._discard(slot)
+                now = self._clock()
+                if now >= self._paused_until:
+                    self._insert(max(now, slot))  # when it really leaves
                     return waited
-            self._sleep(delay)
-            waited += delay
+            # A 429 paused everyone while this caller slept: queue again.
 
-    def _delay(self, now: float) -> float:
-        delay = self._paused_until - now
+    def _insert(self, at: float) -> None:
+        bisect.insort(self._log, at)
+        if len(self._log) > 2 * self._keep:
+            del self._log[: -self._keep]
+
+    def _discard(self, at: float) -> None:
+        index = bisect.bisect_left(self._log, at)
+        if index < len(self._log) and self._log[index] == at:
+            del self._log[index]
+
+    def _free_at(self) -> float:
+        """The earliest time a new request fits every budget, given the slots taken."""
+        at = self._paused_until
         log = self._log
         for window, limit in self._budgets:
             if len(log) >= limit:
-                oldest_in_window = log[-limit]
-                delay = max(delay, oldest_in_window + window - now)
-        return delay
+                at = max(at, log[-limit] + window)
+        return at
 
     def pause(self, seconds: float) -> None:
         """Hold every caller back for `seconds` (after a 429 with Retry-After)."""

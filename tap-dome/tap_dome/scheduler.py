@@ -1,21 +1,36 @@
-"""Concurrent fetching of many wallets' windows, handed out strictly in emission order.
+"""Fetching many wallets' windows concurrently, handed to the consumer strictly in order.
 
-singer-sdk emits one partition (wallet) at a time. Waiting on one request at a time would
-leave most of the API tier unused, so worker threads fetch pages of the next windows while
-the current one is emitted. Every page of one window is fetched in sequence (the cursor
-chains them); different windows, of one wallet or of many, are fetched in parallel.
+singer-sdk emits one partition (wallet) at a time, and the API answers each request only
+after a round trip, so the tier's rate is reached only with many requests in flight at
+once (Little's law: rate x latency; see concurrency.py). Three kinds of thread share the
+work, under one lock:
 
-Memory stays flat: all windows together hold at most `page_budget` pages, buffered or in
-flight (default three per worker). Pending windows are opened earliest first in emission
-order and workers serve the earliest open window, so pages near the consumer come first.
-The window the consumer waits on may always fetch, even with the budget spent on later
-windows, so it is never starved and nothing deadlocks. The first error
-that retrying cannot fix stops every worker and is raised to the consumer.
+- the consumer (the stream) calls `iter_wallet` wallet by wallet and drains each window's
+  pages in order; the window it waits on is the *head*;
+- one dispatcher sends the next request: always the earliest one in emission order that
+  may go, so the pages the consumer needs next are fetched first;
+- worker threads (as many as are in flight) carry one request each and hand back its page.
+
+A window is one cursor chain: one request at a time. So a long window is cut into time
+slices that are walked in parallel (windows.py). Its first page says how many fills it
+holds; it is kept, not wasted: it already holds every fill of the window's newest part.
+A slice whose first page still shows too many fills is cut again.
+
+Memory stays flat in the size and number of wallets: pages waiting for the consumer plus
+requests in flight stay within a budget that grows with the in-flight limit, not with the
+data. Slices are short (a few pages each), so the budget covers enough of them to keep
+every request slot busy. The head may always fetch, so it is never starved by pages of
+later windows and nothing deadlocks. The first error that retrying cannot fix stops the
+dispatcher and is raised to the consumer.
+
+The API's data clock (the newest fill timestamp any response has shown) is tracked for
+the bookmarks: see `WindowDone` in events.py.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import heapq
 import itertools
 import logging
@@ -25,39 +40,61 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
-
+from tap_dome.client import ORDERS, Endpoint, window_params
+from tap_dome.concurrency import ConcurrencyGate, WorkerPool
 from tap_dome.events import Event, FillsFetched, WindowDone
 from tap_dome.fetch import PageFetcher
-from tap_dome.page import page_of
+from tap_dome.page import Page, page_of
 from tap_dome.pagination import DomePaginator
-from tap_dome.windows import Window, estimate_fills, split
+from tap_dome.windows import (
+    Covered,
+    Window,
+    covered_by_first_page,
+    estimate_fills,
+    slice_count,
+    split,
+    timestamp_of,
+)
 
 WAIT_SLICE_SECONDS = 1.0
+# Fills a slice is cut to hold, in pages: between MIN_ and MAX_SLICE_PAGES, about
+# SLICE_FILLS fills. Short slices let more chains run for the same memory; each slice's
+# last page is on average half empty, so very short ones cost extra requests.
+SLICE_FILLS = 800
+MIN_SLICE_PAGES = 4
+MAX_SLICE_PAGES = 8
+# A window is cut into at most this many slices at once; a slice that still holds too many
+# fills is cut again when its first page shows it. Cutting step by step keeps the slices
+# that fall where the wallet had no fills yet (one request each) few.
+MAX_FANOUT = 16
+# Parsed fills held at most, buffered or in flight (a parsed fill takes about 1.7 KB).
+MAX_BUFFERED_FILLS = 64_000
+# Pages that wallets after the current one may hold, per request slot: enough to keep
+# every slot busy while the current wallet ends, never so much that it waits for room.
+AHEAD_PAGES_PER_REQUEST = 2
 
 
 class JobState(enum.Enum):
     """Where a window job stands."""
 
-    PENDING = "pending"
-    ACTIVE = "active"
-    DONE = "done"
-    SPLIT = "split"
+    PENDING = "pending"  # its first page is not in yet
+    ACTIVE = "active"  # walking its cursor chain
+    DONE = "done"  # every page fetched (some may still wait for the consumer)
+    SPLIT = "split"  # replaced by its slices (its children)
 
 
 @dataclass(eq=False)
 class WindowJob:
-    """One window of one wallet, walked page by page."""
+    """One window of one wallet, walked page by page, one request at a time."""
 
     wallet: str
     window: Window
+    # Place in emission order: the wallet's index in the plan, then slice indexes.
     order: tuple[int, ...]
     state: JobState = JobState.PENDING
     paginator: DomePaginator = field(default_factory=DomePaginator)
     pages: deque[list[dict[str, Any]]] = field(default_factory=deque)
     children: list[WindowJob] = field(default_factory=list)
-    in_flight: bool = False
-    first_page: bool = True
     # The API's data clock as known when this window's first request was sent, raised by
     # the window's own fills: the window is complete through min(end, this).
     data_clock: int | None = None
@@ -67,58 +104,160 @@ class WindowJob:
         return None if self.data_clock is None else min(self.window.end, self.data_clock)
 
 
+@dataclass(frozen=True)
+class Cut:
+    """How a window is read instead of as one chain: its slices, and the covered part."""
+
+    covered: Covered | None
+    slices: list[Window]
+
+    def parts(self) -> list[Window | Covered]:
+        """The children in emission (time) order."""
+        if self.covered is None:
+            return list(self.slices)
+        if self.covered.newest:
+            return [*self.slices, self.covered]
+        return [self.covered, *self.slices]
+
+
+@dataclass
+class SchedulerCounts:
+    """What the scheduler did, for the run's closing log line."""
+
+    requests: int = 0
+    peak_in_flight: int = 0
+    windows_cut: int = 0
+    slices: int = 0
+    first_pages_kept: int = 0
+    first_pages_dropped: int = 0
+
+
+def slice_pages(page_size: int) -> int:
+    """Pages a slice is cut to hold at this page size (see SLICE_FILLS)."""
+    return max(MIN_SLICE_PAGES, min(MAX_SLICE_PAGES, SLICE_FILLS // max(1, page_size)))
+
+
+class FillBudget:
+    """Fills held in memory for the consumer, and whether one more request may be sent.
+
+    A request in flight counts as a full page until it arrives; then its page counts as
+    the fills it holds until the consumer takes them. Per request slot, the wallet being
+    emitted may hold about half a slice per chain plus the page in flight; later wallets
+    share `AHEAD_PAGES_PER_REQUEST` pages more. Their separate share matters: thousands of
+    small wallets are always ready to fetch, and without it they would fill the budget
+    while the current wallet's chains wait for room.
+    """
+
+    def __init__(self, page_size: int) -> None:
+        self.page_size = page_size
+        self.own_pages = slice_pages(page_size) // 2 + 1
+        self.total = 0
+        self._by_wallet: dict[str, int] = {}
+
+    def sent(self, wallet: str) -> None:
+        """A request of `wallet` left: count a full page until it arrives."""
+        self._add(wallet, self.page_size)
+
+    def arrived(self, wallet: str, kept: int) -> None:
+        """The page arrived and `kept` of its fills wait for the consumer."""
+        self._add(wallet, kept - self.page_size)
+
+    def released(self, wallet: str, fills: int) -> None:
+        """The consumer took `fills` fills of `wallet`."""
+        self._add(wallet, -fills)
+
+    def allows(self, wallet: str, current: str | None, slots: int) -> bool:
+        """May `wallet` send one more request, with `slots` requests allowed in flight?"""
+        own = self.own_pages * slots * self.page_size
+        ahead = AHEAD_PAGES_PER_REQUEST * slots * self.page_size
+        if wallet == current:
+            return self.total < min(MAX_BUFFERED_FILLS, own + ahead)
+        held_ahead = self.total - self._by_wallet.get(current or "", 0)
+        return held_ahead < ahead and self.total < MAX_BUFFERED_FILLS
+
+    def _add(self, wallet: str, fills: int) -> None:
+        self.total += fills
+        left = self._by_wallet.get(wallet, 0) + fills
+        if left:
+            self._by_wallet[wallet] = left
+        else:
+            self._by_wallet.pop(wallet, None)
+
+
 class FetchScheduler:
-    """Owns the worker threads of one run; the consumer calls `iter_wallet` in plan order."""
+    """Owns the fetching of one run; the consumer calls `iter_wallet` in plan order.
+
+    `max_concurrency` caps the requests in flight; within it, the limit follows the tier's
+    rate and the observed latency.
+    """
 
     def __init__(
         self,
         plans: list[tuple[str, Window | None]],
         fetcher: PageFetcher,
         *,
+        endpoint: Endpoint = ORDERS,
         page_size: int,
         max_concurrency: int,
         max_window_fills: int,
         logger: logging.Logger,
-        page_budget: int | None = None,
     ) -> None:
         self._fetcher = fetcher
+        self._endpoint = endpoint
         self._page_size = page_size
         self._max_window_fills = max_window_fills
-        self._page_budget = page_budget or max(4, 3 * max_concurrency)
-        self._max_open = 4 * max(1, max_concurrency)
-        self._pages_held = 0  # buffered in jobs plus requests in flight
+        self._slice_fills = slice_pages(page_size) * page_size
+        self._budget = FillBudget(page_size)
+        self._gate = ConcurrencyGate(fetcher.limiter.burst_rate, max(1, max_concurrency))
+        self._pool = WorkerPool("dome-fetch")
         self._logger = logger
         self._cond = threading.Condition()
-        self._pending: list[tuple[tuple[int, ...], int, WindowJob]] = []  # a heap
+        self._ready: list[tuple[tuple[int, ...], int, WindowJob]] = []  # a heap
         self._sequence = itertools.count()
-        self._wanted: WindowJob | None = None
-        self._current: WindowJob | None = None
-        self._open: list[WindowJob] = []
-        self._top: dict[str, list[WindowJob]] = {}
+        self._in_flight = 0
+        self._head: WindowJob | None = None
+        self._current = plans[0][0] if plans else None  # the wallet being emitted
         self._fatal: BaseException | None = None
         self._closed = False
         self._data_clock: int | None = None  # newest fill timestamp any response has shown
+        self.counts = SchedulerCounts()
+        self._top: dict[str, list[WindowJob]] = {}
         for index, (wallet, window) in enumerate(plans):
             jobs = [] if window is None else [WindowJob(wallet, window, (index,))]
             self._top[wallet] = jobs
             for job in jobs:
-                self._push(job)
-        self._threads = [
-            threading.Thread(target=self._work, name=f"dome-fetch-{i}", daemon=True)
-            for i in range(max(1, max_concurrency))
-        ]
+                self._queue(job)
+        self._dispatcher = threading.Thread(target=self._dispatch, name="dome-dispatch")
+        self._dispatcher.daemon = True
 
     def start(self) -> FetchScheduler:
-        """Start the workers."""
-        for thread in self._threads:
-            thread.start()
+        """Start sending requests."""
+        self._dispatcher.start()
         return self
 
     def close(self) -> None:
-        """Stop the workers (a request in flight finishes on its own)."""
+        """Stop sending requests (a request in flight finishes on its own)."""
         with self._cond:
+            if self._closed:
+                return
             self._closed = True
             self._cond.notify_all()
+        self._pool.close()
+        counts = self.counts
+        if counts.requests:
+            self._logger.info(
+                "Fetching: %d requests, up to %d in flight (latency ~%.0f ms, limit %d of "
+                "max %d); %d windows cut into %d slices, %d first pages kept, %d dropped",
+                counts.requests,
+                counts.peak_in_flight,
+                self._gate.latency * 1000,
+                self._gate.limit,
+                self._gate.cap,
+                counts.windows_cut,
+                counts.slices,
+                counts.first_pages_kept,
+                counts.first_pages_dropped,
+            )
 
     # Consumer side
 
@@ -129,35 +268,29 @@ class FetchScheduler:
 
     def iter_wallet(self, wallet: str) -> Iterator[Event]:
         """A wallet's pages, oldest window first; `WindowDone` marks each window complete."""
-        for job in self._top.get(wallet, []):
+        for job in self._top.pop(wallet, []):
             yield from self._drain(job)
 
     def _drain(self, job: WindowJob) -> Iterator[Event]:
-        self._current = job
+        with self._cond:
+            self._head = job  # the head may fetch beyond the budget
+            self._current = job.wallet
+            self._cond.notify_all()
         while True:
-            orders: list[dict[str, Any]] | None = None
             with self._cond:
-                while True:
+                while not job.pages and job.state not in (JobState.DONE, JobState.SPLIT):
                     if self._fatal is not None:
                         raise self._fatal
-                    if job.pages:
-                        orders = job.pages.popleft()
-                        self._pages_held -= 1
-                        self._cond.notify_all()
-                        break
-                    if job.state is JobState.SPLIT or job.state is JobState.DONE:
-                        break
-                    if job.state is JobState.PENDING and self._wanted is not job:
-                        self._wanted = job
-                        self._cond.notify_all()
                     self._cond.wait(WAIT_SLICE_SECONDS)
-                state = job.state if orders is None else None
-                if state is JobState.DONE:
-                    self._open.remove(job)
+                if self._fatal is not None:
+                    raise self._fatal
+                fills = job.pages.popleft() if job.pages else None
+                if fills is not None:
+                    self._budget.released(job.wallet, len(fills))
                     self._cond.notify_all()
-            if orders is not None:
-                yield FillsFetched(orders)
-            elif state is JobState.SPLIT:
+            if fills is not None:
+                yield FillsFetched(fills)
+            elif job.state is JobState.SPLIT:
                 for child in job.children:
                     yield from self._drain(child)
                 return
@@ -165,124 +298,142 @@ class FetchScheduler:
                 yield WindowDone(job.window, job.seen_through())
                 return
 
-    # Worker side
+    # Dispatcher side
 
-    def _push(self, job: WindowJob) -> None:
-        heapq.heappush(self._pending, (job.order, next(self._sequence), job))
+    def _queue(self, job: WindowJob) -> None:
+        """`job` may send its next request."""
+        heapq.heappush(self._ready, (job.order, next(self._sequence), job))
 
-    def _activate(self, job: WindowJob) -> None:
-        job.state = JobState.ACTIVE
-        self._open.append(job)
-
-    def _next_job(self) -> WindowJob | None:
-        wanted = self._wanted
-        if wanted is not None and wanted.state is JobState.PENDING:
-            self._activate(wanted)  # its heap entry is skipped when it comes up
-        while self._pending and (
-            len(self._open) < self._max_open or self._pending[0][2].state is not JobState.PENDING
-        ):
-            job = heapq.heappop(self._pending)[2]
-            if job.state is JobState.PENDING:
-                self._activate(job)
-        ready = [job for job in self._open if job.state is JobState.ACTIVE and not job.in_flight]
-        if not ready:
+    def _claim(self) -> WindowJob | None:
+        """The next request to send, if the gate and the budget allow one (under the lock)."""
+        if not self._ready or self._in_flight >= self._gate.limit:
             return None
-        job = min(ready, key=lambda job: job.order)
-        if self._pages_held >= self._page_budget and job is not self._current:
+        job = self._ready[0][2]
+        allowed = self._budget.allows(job.wallet, self._current, self._gate.limit)
+        if not allowed and job is not self._head:
             return None
+        heapq.heappop(self._ready)
+        self._in_flight += 1
+        self._budget.sent(job.wallet)
+        self.counts.requests += 1
+        self.counts.peak_in_flight = max(self.counts.peak_in_flight, self._in_flight)
+        if job.state is JobState.PENDING:
+            job.data_clock = self._data_clock
         return job
 
-    def _params(self, job: WindowJob) -> dict[str, Any]:
-        params: dict[str, Any] = {
-            "user": job.wallet,
-            "start_time": job.window.start,
-            "end_time": job.window.end,
-            "limit": self._page_size,
-        }
-        token = job.paginator.current_value
-        if token is not None:
-            params.update(token.as_params())
-        return params
-
-    def _work(self) -> None:
+    def _dispatch(self) -> None:
+        """The dispatcher thread: send each request as soon as it may go."""
         while True:
             with self._cond:
                 job = None
                 while not self._closed and self._fatal is None:
-                    job = self._next_job()
+                    job = self._claim()
                     if job is not None:
                         break
                     self._cond.wait(WAIT_SLICE_SECONDS)
                 if job is None:
                     return
-                job.in_flight = True
-                self._pages_held += 1
                 params = self._params(job)
-                if job.first_page:
-                    job.data_clock = self._data_clock
-            try:
-                response = self._fetcher.fetch(params)
-                with self._cond:
-                    job.in_flight = False
-                    self._accept(job, response)
-                    self._cond.notify_all()
-            except BaseException as exc:  # handed to the consumer thread, raised there
-                with self._cond:
-                    if self._fatal is None:
-                        self._fatal = exc
-                    self._cond.notify_all()
-                return
+            self._pool.submit(functools.partial(self._fetch, job, params))
 
-    def _accept(self, job: WindowJob, response: requests.Response) -> None:
-        page = page_of(response)
-        newest = newest_timestamp(page.orders)
-        if newest is not None:
-            if self._data_clock is None or newest > self._data_clock:
-                self._data_clock = newest
-            if job.data_clock is None or newest > job.data_clock:
-                job.data_clock = newest
-        if job.first_page:
-            job.first_page = False
-            estimate = estimate_fills(job.window, page) if page.has_more else len(page.orders)
-            children = split(job.window, estimate, self._max_window_fills)
-            if children:
-                self._pages_held -= 1  # the probe page is dropped
-                self._split(job, children)
-                return
-        job.paginator.advance(response)
-        if page.orders:
-            job.pages.append(page.orders)
-        else:
-            self._pages_held -= 1
+    def _params(self, job: WindowJob) -> dict[str, Any]:
+        return window_params(job.wallet, job.window, self._page_size, job.paginator.current_value)
+
+    # Worker side
+
+    def _fetch(self, job: WindowJob, params: dict[str, Any]) -> None:
+        """A worker thread: one request of `job` (its only one in flight), then its page."""
+        try:
+            response, seconds = self._fetcher.fetch_timed(self._endpoint, params)
+            page = page_of(response)
+            newest = newest_timestamp(page.rows)
+            cut = self._cut(job.window, page) if job.state is JobState.PENDING else None
+            if cut is None:
+                job.paginator.advance(response)
+        except BaseException as exc:  # handed to the consumer thread, raised there
+            with self._cond:
+                if self._fatal is None:
+                    self._fatal = exc
+                self._cond.notify_all()
+            return
+        with self._cond:
+            self._in_flight -= 1
+            self._gate.observe(seconds)
+            self._see(job, newest)
+            if cut is None:
+                self._add_page(job, page)
+            else:
+                self._replace(job, cut)
+            self._cond.notify_all()
+
+    def _see(self, job: WindowJob, newest: int | None) -> None:
+        """Raise the run's and the job's data clocks (a dropped page counts too)."""
+        if newest is None:
+            return
+        if self._data_clock is None or newest > self._data_clock:
+            self._data_clock = newest
+        if job.data_clock is None or newest > job.data_clock:
+            job.data_clock = newest
+
+    def _add_page(self, job: WindowJob, page: Page) -> None:
+        self._budget.arrived(job.wallet, len(page.rows))
+        if page.rows:
+            job.pages.append(page.rows)
         if job.paginator.finished:
             job.state = JobState.DONE
+        else:
+            job.state = JobState.ACTIVE
+            self._queue(job)
 
-    def _split(self, job: WindowJob, windows: list[Window]) -> None:
-        """Replace `job` by its slices, queued by their place in emission order."""
-        job.children = [
-            WindowJob(job.wallet, window, (*job.order, i)) for i, window in enumerate(windows)
-        ]
+    def _cut(self, window: Window, first: Page) -> Cut | None:
+        """How to read a window whose first page is `first`, or None: as one chain."""
+        if not first.has_more:
+            return None
+        total = estimate_fills(window, first)
+        if slice_count(total, self._slice_fills, self._max_window_fills) < 2:
+            return None
+        covered = covered_by_first_page(window, first.rows)
+        if covered is None:  # the page is dropped and the whole window sliced
+            slices = split(window, self._count(total))
+            return Cut(None, slices) if slices else None
+        rest_fills = max(0, total - len(covered.fills))
+        return Cut(covered, split(covered.rest, self._count(rest_fills)) or [covered.rest])
+
+    def _count(self, fills: int) -> int:
+        return min(MAX_FANOUT, slice_count(fills, self._slice_fills, self._max_window_fills))
+
+    def _replace(self, job: WindowJob, cut: Cut) -> None:
+        """Read `job` as its slices, queued by their place in emission order."""
         job.state = JobState.SPLIT
-        self._open.remove(job)
-        for child in job.children:
-            self._push(child)
+        for index, part in enumerate(cut.parts()):
+            order = (*job.order, index)
+            if isinstance(part, Covered):  # complete already: the first page, kept
+                child = WindowJob(job.wallet, part.window, order, JobState.DONE)
+                child.data_clock = job.data_clock
+                child.pages.append(part.fills)
+            else:
+                child = WindowJob(job.wallet, part, order)
+                self._queue(child)
+            job.children.append(child)
+        counts = self.counts
+        counts.windows_cut += 1
+        counts.slices += len(cut.slices)
+        self._budget.arrived(job.wallet, len(cut.covered.fills) if cut.covered else 0)
+        if cut.covered is None:
+            counts.first_pages_dropped += 1
+        else:
+            counts.first_pages_kept += 1
         self._logger.debug(
-            "Wallet %s: window [%d, %d] holds too many fills; reading it as %d slices",
+            "Wallet %s: window [%d, %d] is long; reading it as %d slices%s",
             job.wallet,
             job.window.start,
             job.window.end,
-            len(windows),
+            len(cut.slices),
+            " (its first page kept)" if cut.covered else "",
         )
 
 
 def newest_timestamp(fills: list[dict[str, Any]]) -> int | None:
     """The largest `timestamp` among raw fills (numbers or numeric strings), or None."""
-    newest: int | None = None
-    for fill in fills:
-        value = fill.get("timestamp")
-        if value is None:
-            continue
-        stamp = value if type(value) is int else int(float(value))
-        if newest is None or stamp > newest:
-            newest = stamp
-    return newest
+    stamps = [timestamp_of(fill) for fill in fills if fill.get("timestamp") is not None]
+    return max(stamps, default=None)

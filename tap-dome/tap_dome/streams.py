@@ -13,7 +13,7 @@ from singer_sdk.helpers.types import Context
 from typing_extensions import override
 
 from tap_dome import schemas
-from tap_dome.client import request_headers
+from tap_dome.client import ORDERS, DomeClient
 from tap_dome.events import WindowDone
 from tap_dome.records import RecordBuilder
 from tap_dome.run import SyncRun
@@ -47,10 +47,12 @@ class OrdersStream(StreamHooks):
         tap: Tap,
         *,
         settings: Callable[[], RunSettings],
+        client: Callable[[], DomeClient],
         writer: Any = None,
     ) -> None:
         super().__init__(tap)
         self._settings = settings
+        self._client = client
         self._writer = writer if isinstance(writer, BufferedMessageWriter) else None
         self._builder = RecordBuilder(frozenset(self.schema["properties"]))
 
@@ -65,7 +67,8 @@ class OrdersStream(StreamHooks):
         settings = self._settings()
         return SyncRun(
             settings,
-            headers=request_headers(str(self.config.get("api_key", ""))),
+            client=self._client(),
+            endpoint=ORDERS,
             states=[(w, self.get_context_state({"wallet": w})) for w in settings.wallets],
             replication_key=str(self.replication_key),
             logger=self.logger,

@@ -11,6 +11,7 @@ from singer_sdk import Stream, Tap
 from typing_extensions import override
 
 from tap_dome.checkpoints import check_state
+from tap_dome.client import DomeClient
 from tap_dome.sdk_hooks import TapHooks
 from tap_dome.settings import CONFIG_SCHEMA, RunSettings, resolve
 from tap_dome.streams import OrdersStream
@@ -33,6 +34,11 @@ class TapDome(TapHooks, Tap):
         """The settings resolved once per run (the wallet file is read here, once)."""
         return resolve(self.config, now=self.clock())
 
+    @cached_property
+    def client(self) -> DomeClient:
+        """The run's one Dome client: every stream's requests share its rate limiter."""
+        return DomeClient(self.settings, str(self.config.get("api_key", "")), self.logger)
+
     @override
     def load_state(self, state: dict[str, Any]) -> None:
         """Refuse a state whose bookmarks are not numbers, before anything is read or written."""
@@ -41,7 +47,14 @@ class TapDome(TapHooks, Tap):
 
     @override
     def discover_streams(self) -> list[Stream]:
-        return [OrdersStream(self, settings=lambda: self.settings, writer=self.message_writer)]
+        return [
+            OrdersStream(
+                self,
+                settings=lambda: self.settings,
+                client=lambda: self.client,
+                writer=self.message_writer,
+            )
+        ]
 
 
 def main() -> None:

@@ -1,17 +1,22 @@
-"""Time windows: how a wallet's history is cut so that a crash costs at most one window.
+"""Time windows: how a wallet's history is cut so that it reads fast and a crash costs little.
 
 Dome serves newest first and the SDK cannot resume an unsorted partition mid-way, so the
 bookmark can only move when a whole window has been emitted. Windows are read oldest first.
-A window starts as the whole remaining range (one request suffices for most wallets); when
-its first page shows that it holds more than `max_window_fills`, it is cut into slices of
-about half that size and the page is dropped (one request spent to learn the size).
-Bounds are whole seconds, inclusive on both ends, and the API wants start < end.
+A window starts as the whole remaining range (one request suffices for most wallets). Its
+first page says how many fills it holds (the API's `total`); a window too long to walk as
+one chain of round trips is cut into time slices that are read in parallel (scheduler.py).
+
+The first page is not wasted: served newest first, it holds *every* fill newer than its
+oldest timestamp, so that top part is complete (`covered_by_first_page`) and only the rest
+is sliced. Bounds are whole seconds, inclusive on both ends, and the API wants start < end.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from tap_dome.page import Page
 
@@ -33,6 +38,58 @@ class Window:
         return self.end - self.start + 1
 
 
+@dataclass(frozen=True)
+class Covered:
+    """What a window's first page proves: `window` is complete in `fills`; `rest` is not.
+
+    `newest` says which end the covered part is at: the newest (the API's order, newest
+    first) or the oldest (an API serving oldest first). Emission keeps time order, so a
+    newest covered part is emitted after the rest, an oldest one before it.
+    """
+
+    window: Window
+    fills: list[dict[str, Any]]
+    rest: Window
+    newest: bool
+
+
+def timestamp_of(fill: dict[str, Any]) -> int:
+    """A raw fill's `timestamp` (a number or a numeric string) as whole seconds."""
+    value = fill.get("timestamp")
+    if type(value) is int:
+        return value
+    return int(float(value or 0))
+
+
+def covered_by_first_page(window: Window, fills: list[dict[str, Any]]) -> Covered | None:
+    """The part of `window` that its first page (`fills`) holds completely, if any.
+
+    A page served newest first ends inside its oldest second: fills of that second may go
+    on past the page, but every newer fill is on it, so [oldest + 1, end] is complete. The
+    order is read from the page itself (ascending pages mirror this at the start). None
+    when the page shows no order (one second only, or unsorted) or a part would be shorter
+    than the two seconds the API needs to query it.
+    """
+    stamps = [timestamp_of(fill) for fill in fills]
+    if len(stamps) < 2 or stamps[0] == stamps[-1]:
+        return None
+    newest_first = stamps[0] > stamps[-1]
+    pairs = itertools.pairwise(stamps)
+    if not all((a >= b) if newest_first else (a <= b) for a, b in pairs):
+        return None
+    edge = stamps[-1]  # the second the page stops in
+    if newest_first:
+        parts = (edge + 1, window.end), (window.start, edge)
+        kept = [fill for fill, stamp in zip(fills, stamps, strict=True) if stamp > edge]
+    else:
+        parts = (window.start, edge - 1), (edge, window.end)
+        kept = [fill for fill, stamp in zip(fills, stamps, strict=True) if stamp < edge]
+    (cov_start, cov_end), (rest_start, rest_end) = parts
+    if not (window.start <= cov_start < cov_end <= window.end and rest_start < rest_end):
+        return None
+    return Covered(Window(cov_start, cov_end), kept, Window(rest_start, rest_end), newest_first)
+
+
 def estimate_fills(window: Window, first_page: Page) -> int:
     """How many fills the window holds: the API's `total`, else extrapolated from the page.
 
@@ -42,21 +99,31 @@ def estimate_fills(window: Window, first_page: Page) -> int:
     if first_page.total is not None:
         return first_page.total
     if not first_page.has_more:
-        return len(first_page.orders)
-    stamps = [int(fill.get("timestamp") or 0) for fill in first_page.orders]
+        return len(first_page.rows)
+    stamps = [timestamp_of(fill) for fill in first_page.rows]
     span = max(stamps) - min(stamps) + 1 if stamps else window.seconds
-    return math.ceil(len(first_page.orders) * window.seconds / max(span, 1))
+    return math.ceil(len(first_page.rows) * window.seconds / max(span, 1))
 
 
-def split(window: Window, fills: int, max_fills: int) -> list[Window]:
-    """Slices of `window`, oldest first, each expected to hold about max_fills / 2.
+def slice_count(fills: int, target: int, max_fills: int) -> int:
+    """How many slices `fills` should be read in: 1 means "walk it as one chain".
 
-    Returns [] when the window is small enough or cannot be cut (two seconds or less).
+    Slices hold about `target` fills. A window is cut when it holds more than
+    `max_fills` (the bookmark's granularity) or more than 1.5 slices' worth: below that,
+    cutting would cost a partly empty page per slice for little parallelism.
     """
-    if fills <= max_fills:
-        return []
-    target = max(1, max_fills // 2)
-    count = min(math.ceil(fills / target), window.seconds // 2)
+    target = max(1, min(target, max_fills))
+    if fills <= max_fills and 2 * fills <= 3 * target:
+        return 1
+    return math.ceil(fills / target)
+
+
+def split(window: Window, count: int) -> list[Window]:
+    """`window` cut into `count` slices of equal time, oldest first (fewer if it is short).
+
+    Returns [] when the window cannot be cut (each slice needs two seconds).
+    """
+    count = min(count, window.seconds // 2)
     if count < 2:
         return []
     edges = [window.start + (window.seconds * i) // count for i in range(count + 1)]

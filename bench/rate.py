@@ -1,0 +1,284 @@
+"""Rate benchmark: does the tap use its API tier under real latency, whatever the wallet mix?
+
+For each tier x wallet mix x page size, a simulator enforcing the tier's two budgets with
+network latency serves a seeded dataset, and the real tap CLI reads it (records to
+/dev/null). Per case it prints the requests sent, the time from the first to the last
+request, the best schedule the two budgets allow for that many requests (each request at
+the earliest moment both sliding windows permit), their ratio, the 429s, the most
+requests in any 1 s and 10 s window (counted by the simulator), and the tap's CPU time:
+a case whose CPU time nears its elapsed time is bound by the tap's per-record cost, not
+by its scheduling. Traffic stays on 127.0.0.1.
+
+Usage: `make bench` runs this after bench/run.py; alone: `.venv/bin/python bench/rate.py
+[--quick] [--repeats N] [--tiers dev,pro] [--mixes tiny] [--pages 100]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from dome_simulator import Dataset, DomeSimulator, WalletSpec
+
+API_KEY = "bench-key"
+DAY = 86_400
+TIERS: dict[str, tuple[int, int]] = {"free": (10, 100), "dev": (100, 500), "pro": (300, 3000)}
+# Requests per case, per tier: the best schedule for that many takes about 12-15 s.
+REQUESTS = {"free": 130, "dev": 900, "pro": 3900}
+QUICK_REQUESTS = {"free": 60, "dev": 600, "pro": 1800}
+# The simulator generates about 55,000 fills/s and the tap emits a few tens of thousands
+# per second on a quiet core: cases stay below this many fills so that a run takes seconds.
+MAX_FILLS = 200_000
+MIXES = ("mid+small", "tiny", "huge")
+LATENCY_MS = (100, 300)
+
+
+# ----------------------------------------------------------------------------- the server
+
+
+class TimedSimulator(DomeSimulator):
+    """The simulator, also noting when each API request arrived (for the elapsed time)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._arrivals: list[float] = []
+        self._arrivals_lock = threading.Lock()
+
+    def dispatch(
+        self, method: str, path: str, query: str, authorization: str | None, body: bytes = b""
+    ) -> Any:
+        if "/_sim" not in path:
+            with self._arrivals_lock:
+                self._arrivals.append(time.monotonic())
+        return super().dispatch(method, path, query, authorization, body)
+
+    def stats(self) -> dict[str, Any]:
+        snapshot = super().stats()
+        with self._arrivals_lock:
+            arrivals = list(self._arrivals)
+        snapshot["elapsed"] = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else 0.0
+        return snapshot
+
+
+def serve(spec: dict[str, Any]) -> None:
+    """Child process: serve `spec`'s dataset until SIGTERM; print one JSON banner line."""
+    specs = [WalletSpec(count, span=span) for count, span in spec["wallets"]]
+    sim = TimedSimulator(
+        seed=spec["seed"],
+        api_key=API_KEY,
+        dataset=Dataset.custom(specs, seed=spec["seed"]),
+        rate_limit=tuple(spec["rate_limit"]),
+        latency=(spec["latency_ms"][0] / 1000, spec["latency_ms"][1] / 1000),
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with sim:
+        fills = sum(spec.fills for spec in specs)
+        banner = {"url": sim.base_url, "control": sim.control_url, "fills": fills}
+        print(json.dumps({**banner, "wallets": sim.wallets}), flush=True)
+        stop.wait()
+
+
+@contextmanager
+def simulator(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A simulator in its own process (it must not share the bench's or the tap's GIL)."""
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", json.dumps(spec)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    try:
+        yield json.loads(proc.stdout.readline())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+# --------------------------------------------------------------------------- the cases
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measurement: a tier, a wallet mix, a page size."""
+
+    tier: str
+    mix: str
+    page: int
+    requests: int  # about how many requests the mix needs
+
+    def wallets(self) -> list[tuple[int, float]]:
+        """(fills, span in seconds) per wallet: the mix's shape at this case's scale."""
+        n, page = self.requests, self.page
+        if self.mix == "tiny":  # thousands of wallets with a handful of fills: one page each
+            return [(i % 4, 30.0 * DAY) for i in range(n)]
+        if self.mix == "huge":  # one wallet far bigger than any buffer: cut, and cut again
+            return [(min(n * page, MAX_FILLS), 3.0 * 365 * DAY)]
+        # One mid-size wallet (half the requests) and small wallets of one page each.
+        mid = min(n * page // 2, MAX_FILLS // 2)
+        small = max(1, n - mid // page)
+        return [(mid, 365.0 * DAY)] + [(2 + i % 29, 60.0 * DAY) for i in range(small)]
+
+    @property
+    def name(self) -> str:
+        return f"{self.tier:<4} {self.mix:<9} page {self.page:<4}"
+
+
+def best_schedule(requests: int, budgets: tuple[int, int]) -> float:
+    """When the last of `requests` leaves if each goes at the earliest moment both sliding
+    windows, (t - 1, t] and (t - 10, t], still have room (the first at t = 0)."""
+    per_second, per_10s = budgets
+    times: list[float] = []
+    for i in range(requests):
+        at = times[-1] if times else 0.0
+        if i >= per_second:
+            at = max(at, times[i - per_second] + 1.0)
+        if i >= per_10s:
+            at = max(at, times[i - per_10s] + 10.0)
+        times.append(at)
+    return times[-1] if times else 0.0
+
+
+def run_case(case: Case, workdir: Path, extra: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Serve the case's dataset, run the tap against it once, gather the numbers."""
+    spec = {
+        "wallets": case.wallets(),
+        "seed": seed,
+        "rate_limit": TIERS[case.tier],
+        "latency_ms": LATENCY_MS,
+    }
+    with simulator(spec) as info:
+        wallets_file = workdir / "wallets.txt"
+        wallets_file.write_text("\n".join(info["wallets"]) + "\n")
+        config = {
+            "api_key": API_KEY,
+            "api_url": info["url"],
+            "wallets_file": str(wallets_file),
+            "start_date": "2015-01-01T00:00:00Z",
+            "api_tier": case.tier,
+            "page_size": case.page,
+            "progress_interval": 3600,
+            **extra,
+        }
+        config_path = workdir / "config.json"
+        config_path.write_text(json.dumps(config))
+        started = time.perf_counter()
+        with open(os.devnull, "wb") as sink, open(workdir / "stderr.log", "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tap_dome.tap", "--config", str(config_path)],
+                stdout=sink,
+                stderr=log,
+            )
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - started
+        stderr = (workdir / "stderr.log").read_text(errors="replace")
+        if proc.returncode != 0:
+            raise RuntimeError(f"{case.name}: the tap failed:\n{stderr[-3000:]}")
+        stats = requests.get(info["control"] + "/stats", timeout=10).json()
+    done = re.findall(r"done: .*?fills ([\d,]+)", stderr)
+    fills = int(done[-1].replace(",", "")) if done else None
+    if fills is not None and fills != info["fills"]:
+        raise RuntimeError(f"{case.name}: the tap emitted {fills} fills of {info['fills']}")
+    sent = stats["requests"]
+    best = best_schedule(sent, TIERS[case.tier])
+    elapsed = stats["elapsed"]
+    return {
+        "requests": sent,
+        "elapsed": elapsed,
+        "best": best,
+        "ratio": best / elapsed if elapsed > 0 else float("nan"),
+        "429s": stats["by_status"].get("429", 0),
+        "max_1s": stats["max_in_1s"],
+        "max_10s": stats["max_in_10s"],
+        "wall": wall,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "rss_mib": usage.ru_maxrss / 1024,
+        "fills": info["fills"],
+    }
+
+
+def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per number, the median over repeats (the 429s and window maxima: the worst)."""
+    worst = {"429s", "max_1s", "max_10s"}
+    return {
+        key: (max if key in worst else statistics.median)(run[key] for run in runs)
+        for key in runs[0]
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="smaller cases (about 2 min)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per case (medians)")
+    parser.add_argument("--tiers", help="comma-separated (default: all; --quick: dev)")
+    parser.add_argument("--mixes", default=",".join(MIXES))
+    parser.add_argument("--pages", default="100,1000")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="a tap setting on top of the defaults, e.g. max_concurrency=64",
+    )
+    args = parser.parse_args()
+    if args.serve:
+        serve(json.loads(args.serve))
+        return
+    extra = {}
+    for item in args.setting:
+        name, _, value = item.partition("=")
+        extra[name] = json.loads(value)
+    sizes = QUICK_REQUESTS if args.quick else REQUESTS
+    tiers = args.tiers.split(",") if args.tiers else ["dev"] if args.quick else list(TIERS)
+    cases = [
+        Case(tier, mix, int(page), sizes[tier])
+        for tier in tiers
+        for mix in args.mixes.split(",")
+        for page in args.pages.split(",")
+    ]
+    workdir = Path(tempfile.mkdtemp(prefix="tap-dome-rate-"))
+    settings = ", ".join(f"{k}={v}" for k, v in extra.items()) or "defaults"
+    print(
+        f"Requests sent vs the best schedule of the tier's two budgets; latency "
+        f"{LATENCY_MS[0]}-{LATENCY_MS[1]} ms; tap settings: api_tier, page_size, {settings}; "
+        f"{args.repeats} run(s) per case (medians; 429s and window maxima: the worst)"
+    )
+    header = (
+        f"{'case':<25} {'fills':>8} {'requests':>8} {'elapsed':>8} {'best':>6} {'ratio':>6} "
+        f"{'429s':>5} {'max 1s':>6} {'max 10s':>7} {'wall':>6} {'cpu':>6} {'rss MiB':>7}"
+    )
+    print(header, flush=True)
+    for case in cases:
+        runs = [run_case(case, workdir, extra, seed=7 + i) for i in range(args.repeats)]
+        row = median_row(runs)
+        budget = TIERS[case.tier]
+        print(
+            f"{case.name:<25} {row['fills']:>8,} {row['requests']:>8,} "
+            f"{row['elapsed']:>7.1f}s {row['best']:>5.1f}s {row['ratio']:>6.2f} "
+            f"{row['429s']:>5} {row['max_1s']:>3}/{budget[0]:<3}"
+            f"{row['max_10s']:>5}/{budget[1]:<4}"
+            f"{row['wall']:>5.1f}s {row['cpu']:>5.1f}s {row['rss_mib']:>7.0f}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

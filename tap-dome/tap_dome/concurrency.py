@@ -1,0 +1,101 @@
+"""How many requests to keep in flight, and the threads that carry them.
+
+The tier's budget is a rate; with network latency, a rate needs that many requests in
+flight at once (Little's law: in flight = rate x latency). Too few and the tier goes unused;
+too many and pages pile up in memory waiting for the consumer. `ConcurrencyGate` sizes the
+limit from the tier's burst rate and the latency it observes; `WorkerPool` supplies threads
+as the limit needs them.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+from collections.abc import Callable
+
+# Before the first answer the latency is unknown: assume a slow network (more in flight
+# costs only a few idle threads; too few would waste the first seconds of the budget).
+INITIAL_LATENCY_SECONDS = 0.5
+# Weight of each new observation in the moving average: about the last ten requests count.
+LATENCY_WEIGHT = 0.2
+# In flight = rate x latency x HEADROOM + SPARE: latency varies from request to request,
+# and a few requests should wait at the limiter so that no freed slot goes unused.
+HEADROOM = 1.5
+SPARE = 2
+
+
+class ConcurrencyGate:
+    """The in-flight limit: Little's law on `rate` and the observed latency, within `cap`.
+
+    Not thread-safe on its own: the scheduler calls it under its lock.
+    """
+
+    def __init__(self, rate: float, cap: int) -> None:
+        if rate <= 0 or cap < 1:
+            raise ValueError(f"need rate > 0 and cap >= 1, got {rate!r}, {cap!r}")
+        self.rate = rate
+        self.cap = cap
+        self.latency = INITIAL_LATENCY_SECONDS
+        self._observed = False
+
+    def observe(self, seconds: float) -> None:
+        """One round trip took `seconds` (network and server, not the limiter's wait)."""
+        if not self._observed:
+            self.latency, self._observed = seconds, True
+        else:
+            self.latency += LATENCY_WEIGHT * (seconds - self.latency)
+
+    @property
+    def limit(self) -> int:
+        """Requests that may be in flight (or waiting at the limiter) right now."""
+        wanted = math.ceil(self.rate * self.latency * HEADROOM) + SPARE
+        return max(1, min(self.cap, wanted))
+
+
+class WorkerPool:
+    """Daemon threads that run submitted tasks; a thread is started only when none is idle.
+
+    Daemon threads, unlike concurrent.futures', never hold the process open at exit: a
+    request stuck in its retries must not keep a failed run alive.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._tasks: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+
+    @property
+    def size(self) -> int:
+        """Threads started so far."""
+        return len(self._threads)
+
+    def submit(self, task: Callable[[], None]) -> None:
+        """Run `task` on an idle thread, or on a new one."""
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+            else:
+                thread = threading.Thread(
+                    target=self._run, name=f"{self._name}-{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+        self._tasks.put(task)
+
+    def close(self) -> None:
+        """Let every thread end once its current task is done."""
+        with self._lock:
+            for _ in self._threads:
+                self._tasks.put(None)
+
+    def _run(self) -> None:
+        while True:
+            task = self._tasks.get()
+            if task is None:
+                return
+            task()
+            with self._lock:
+                self._idle += 1
