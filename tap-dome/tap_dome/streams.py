@@ -19,6 +19,7 @@ from singer_sdk.helpers.types import Context
 from typing_extensions import override
 
 from tap_dome import schemas
+from tap_dome.batches import BatchFiles, fast_batches_apply
 from tap_dome.client import ACTIVITY, ORDERS, Endpoint
 from tap_dome.events import WindowDone
 from tap_dome.records import RecordBuilder, activity_id
@@ -100,6 +101,30 @@ class WalletWindowStream(StreamHooks):
             for records in pages:
                 bulk.write_records(self.name, records, datetime.now(timezone.utc).isoformat())
                 counter.increment(len(records))
+
+    @override
+    def get_batches(
+        self, batch_config: Any, context: Context | None = None
+    ) -> Iterable[tuple[Any, list[str]]]:
+        """Batch mode: pages of records straight into batch files (batches.py).
+
+        The SDK writes a BATCH message for each manifest, then a STATE: a file is complete
+        before its BATCH, and a bookmark only moves past a window once every record of it
+        has been handed to a file that is yielded before that STATE.
+        """
+        if not (fast_batches_apply(batch_config) and self.fast_path_applies(batch_ok=True)):
+            yield from super().get_batches(batch_config, context)
+            return
+        files = BatchFiles(batch_config, tap_name=self.tap_name, stream_name=self.name)
+        wallets = [str(context["wallet"])] if context else list(self.services.wallets)
+        for wallet in wallets:
+            for records in self._pages(wallet):
+                for manifest in files.add(records):
+                    self.state_manager.is_flushed = False  # the STATE after it is due
+                    yield batch_config.encoding, manifest
+        for manifest in files.close():
+            self.state_manager.is_flushed = False
+            yield batch_config.encoding, manifest
 
     def _pages(self, wallet: str) -> Iterator[list[dict[str, Any]]]:
         """The wallet's records a page at a time; STATE after completed windows.
