@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from dome_simulator import Dataset, WalletSpec
@@ -459,3 +460,57 @@ def test_added_wallet_is_backfilled_alone(make_pipeline: MakePipeline) -> None:
     proc = pipe.meltano("invoke", "dbt-duckdb", "build", "--full-refresh")
     assert proc.returncode == 0, proc.stdout[-6000:]
     assert content(pipe.assert_exact()) == content(fct)
+
+
+def _completeness(pipe: Pipeline) -> dict[str, tuple[int, int, int]]:
+    """wallet -> (api_total, missing_fills, extra_fills) from wallet_completeness."""
+    with pipe.connect() as con:
+        schema = pipe.fct_schema(con)
+        columns = "wallet, api_total, missing_fills, extra_fills"
+        rows = con.execute(f'select {columns} from "{schema}".wallet_completeness').fetchall()
+    return {str(w): (int(t), int(m), int(e)) for w, t, m, e in rows}
+
+
+def test_completeness_audit_through_the_whole_job(make_pipeline: MakePipeline) -> None:
+    """Every stream through Meltano and dbt: exact, audited complete, then loss named."""
+    dataset = Dataset.custom(
+        [WalletSpec(600, activity=12), WalletSpec(250, activity=4), 40, 0], seed=61
+    )
+    pipe = make_pipeline(dataset)
+    pipe.run()
+    pipe.assert_exact()
+    audit = _completeness(pipe)
+    assert set(audit) == set(pipe.wallets)
+    assert all(missing == 0 for _, missing, _ in audit.values()), audit
+    with pipe.connect() as con:
+        schema = pipe.fct_schema(con)
+        markets = {
+            r[0] for r in con.execute(f'select condition_id from "{schema}".dim_markets').fetchall()
+        }
+        activity = {
+            r[0] for r in con.execute(f'select activity_id from "{schema}".fct_activity').fetchall()
+        }
+    assert {f["condition_id"] for f in pipe.sim.truth()} <= markets
+    assert activity == {a["activity_id"] for a in pipe.sim.activity_truth()}
+
+    # Late fills and new ones: still complete after the next run.
+    moved = pipe.sim.advance(seconds=300, new_fills_per_wallet=3, late_fills_per_wallet=2)
+    assert moved["late_fills"]
+    pipe.run()
+    pipe.assert_exact()
+    assert all(missing == 0 for _, missing, _ in _completeness(pipe).values())
+
+    # Fills lost from the raw table: a full refresh names exactly those wallets and counts.
+    first, second = pipe.wallets[0], pipe.wallets[1]
+    with duckdb.connect(str(pipe.duckdb_path)) as con:
+        for wallet, count in ((first, 5), (second, 2)):
+            con.execute(
+                "delete from tap_dome.orders where order_id in (select distinct order_id "
+                "from tap_dome.orders where wallet = ? order by order_id limit ?)",
+                [wallet, count],
+            )
+    built = pipe.meltano("invoke", "dbt-duckdb", "build", "--full-refresh")
+    assert built.returncode != 0, "the completeness test must fail the build"
+    assert "wallet_completeness_nothing_missing" in built.stdout
+    lost = {w: m for w, (_, m, _) in _completeness(pipe).items() if m}
+    assert lost == {first: 5, second: 2}
