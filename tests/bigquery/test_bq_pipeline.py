@@ -254,6 +254,24 @@ def test_duckdb_and_bigquery_give_the_same_fct_orders(
     assert not diffs, (
         f"{len(diffs)} values differ, e.g. (order_id, column, duckdb, bigquery): {diffs[:5]}"
     )
+    # The completeness audit holds on both warehouses, with the same counts.
+    columns = "wallet, api_total, warehouse_fills, missing_fills"
+    table = f"`{bq_pipe.bq.project}.{bq_pipe.dbt_dataset}.wallet_completeness`"
+    bq_audit = {
+        r["wallet"]: (int(r["api_total"]), int(r["warehouse_fills"]), int(r["missing_fills"]))
+        for r in bq_pipe.bq.query(f"select {columns} from {table}")
+    }
+    with duck_pipe.connect() as con:
+        schema = duck_pipe.fct_schema(con)
+        duck_audit = {
+            str(w): (int(t), int(h), int(m))
+            for w, t, h, m in con.execute(
+                f'select {columns} from "{schema}".wallet_completeness'
+            ).fetchall()
+        }
+    assert bq_audit == duck_audit
+    assert set(bq_audit) == set(bq_pipe.wallets)
+    assert all(missing == 0 for _, _, missing in bq_audit.values()), bq_audit
 
 
 @pytest.mark.parametrize(
