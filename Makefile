@@ -21,6 +21,7 @@ lint: setup
 
 bench: setup
 	.venv/bin/python bench/run.py
+	.venv/bin/python bench/rate.py
 
 clean:
 	rm -rf .venv .meltano output

@@ -34,10 +34,7 @@ from typing import Any
 
 import requests
 
-try:  # the simulator's own distribution, once it has moved out of the tap
-    from dome_simulator import Dataset, DomeSimulator, WalletSpec
-except ImportError:  # pragma: no cover - until then it ships inside the tap
-    from tap_dome.simulator import Dataset, DomeSimulator, WalletSpec
+from dome_simulator import Dataset, DomeSimulator, WalletSpec
 
 API_KEY = "bench-key"
 DAY = 86_400
@@ -126,7 +123,7 @@ class Case:
     page: int
     requests: int  # about how many requests the mix needs
 
-    def wallets(self) -> list[tuple[int, float]]:
+    def wallets(self) -> list[tuple[int, int]]:
         """(fills, span in seconds) per wallet: the mix's shape at this case's scale."""
         n, page = self.requests, self.page
         if self.mix == "tiny":  # thousands of wallets with a handful of fills: one page each

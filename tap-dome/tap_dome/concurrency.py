@@ -67,11 +67,6 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
         self._idle = 0
 
-    @property
-    def size(self) -> int:
-        """Threads started so far."""
-        return len(self._threads)
-
     def submit(self, task: Callable[[], None]) -> None:
         """Run `task` on an idle thread, or on a new one."""
         with self._lock:

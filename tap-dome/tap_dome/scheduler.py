@@ -16,12 +16,13 @@ slices that are walked in parallel (windows.py). Its first page says how many fi
 holds; it is kept, not wasted: it already holds every fill of the window's newest part.
 A slice whose first page still shows too many fills is cut again.
 
-Memory stays flat in the size and number of wallets: pages waiting for the consumer plus
-requests in flight stay within a budget that grows with the in-flight limit, not with the
-data. Slices are short (a few pages each), so the budget covers enough of them to keep
-every request slot busy. The head may always fetch, so it is never starved by pages of
-later windows and nothing deadlocks. The first error that retrying cannot fix stops the
-dispatcher and is raised to the consumer.
+Memory stays flat in the size and number of wallets: fills waiting for the consumer plus
+requests in flight stay within a budget (`FillBudget`) that grows with the in-flight
+limit, not with the data, up to a fixed cap. Slices are short (a few pages each), so the
+budget covers enough of them to keep every request slot busy. When the consumer waits on
+the head with nothing to emit, the head may fetch beyond the budget, so it is never
+starved by pages of later windows and nothing deadlocks. The first error that retrying
+cannot fix stops the dispatcher and is raised to the consumer.
 
 The API's data clock (the newest fill timestamp any response has shown) is tracked for
 the bookmarks: see `WindowDone` in events.py.
@@ -66,8 +67,9 @@ MAX_SLICE_PAGES = 8
 # fills is cut again when its first page shows it. Cutting step by step keeps the slices
 # that fall where the wallet had no fills yet (one request each) few.
 MAX_FANOUT = 16
-# Parsed fills held at most, buffered or in flight (a parsed fill takes about 1.7 KB).
-MAX_BUFFERED_FILLS = 64_000
+# Parsed fills held at most, buffered or in flight (a parsed fill takes about 1.7 KB): about
+# 55 MB, enough for the lockstep of every chain at the tiers' rates under real latency.
+MAX_BUFFERED_FILLS = 32_000
 # Pages that wallets after the current one may hold, per request slot: enough to keep
 # every slot busy while the current wallet ends, never so much that it waits for room.
 AHEAD_PAGES_PER_REQUEST = 2
@@ -125,6 +127,7 @@ class SchedulerCounts:
 
     requests: int = 0
     peak_in_flight: int = 0
+    peak_fills_held: int = 0
     windows_cut: int = 0
     slices: int = 0
     first_pages_kept: int = 0
@@ -147,8 +150,9 @@ class FillBudget:
     while the current wallet's chains wait for room.
     """
 
-    def __init__(self, page_size: int) -> None:
+    def __init__(self, page_size: int, max_fills: int = MAX_BUFFERED_FILLS) -> None:
         self.page_size = page_size
+        self.max_fills = max(max_fills, page_size)
         self.own_pages = slice_pages(page_size) // 2 + 1
         self.total = 0
         self._by_wallet: dict[str, int] = {}
@@ -170,9 +174,9 @@ class FillBudget:
         own = self.own_pages * slots * self.page_size
         ahead = AHEAD_PAGES_PER_REQUEST * slots * self.page_size
         if wallet == current:
-            return self.total < min(MAX_BUFFERED_FILLS, own + ahead)
+            return self.total < min(self.max_fills, own + ahead)
         held_ahead = self.total - self._by_wallet.get(current or "", 0)
-        return held_ahead < ahead and self.total < MAX_BUFFERED_FILLS
+        return held_ahead < ahead and self.total < self.max_fills
 
     def _add(self, wallet: str, fills: int) -> None:
         self.total += fills
@@ -199,12 +203,13 @@ class FetchScheduler:
         max_concurrency: int,
         max_window_fills: int,
         logger: logging.Logger,
+        max_buffered_fills: int = MAX_BUFFERED_FILLS,
     ) -> None:
         self._fetcher = fetcher
         self._page_size = page_size
         self._max_window_fills = max_window_fills
         self._slice_fills = slice_pages(page_size) * page_size
-        self._budget = FillBudget(page_size)
+        self._budget = FillBudget(page_size, max_buffered_fills)
         self._gate = ConcurrencyGate(fetcher.limiter.burst_rate, max(1, max_concurrency))
         self._pool = WorkerPool("dome-fetch")
         self._logger = logger
@@ -270,7 +275,7 @@ class FetchScheduler:
 
     def _drain(self, job: WindowJob) -> Iterator[Event]:
         with self._cond:
-            self._head = job  # the head may fetch beyond the budget
+            self._head = job  # with nothing to emit, the head may fetch beyond the budget
             self._current = job.wallet
             self._cond.notify_all()
         while True:
@@ -306,14 +311,16 @@ class FetchScheduler:
         if not self._ready or self._in_flight >= self._gate.limit:
             return None
         job = self._ready[0][2]
-        allowed = self._budget.allows(job.wallet, self._current, self._gate.limit)
-        if not allowed and job is not self._head:
+        starved = job is self._head and not job.pages  # the consumer waits on it
+        if not starved and not self._budget.allows(job.wallet, self._current, self._gate.limit):
             return None
         heapq.heappop(self._ready)
         self._in_flight += 1
         self._budget.sent(job.wallet)
-        self.counts.requests += 1
-        self.counts.peak_in_flight = max(self.counts.peak_in_flight, self._in_flight)
+        counts = self.counts
+        counts.requests += 1
+        counts.peak_in_flight = max(counts.peak_in_flight, self._in_flight)
+        counts.peak_fills_held = max(counts.peak_fills_held, self._budget.total)
         if job.state is JobState.PENDING:
             job.data_clock = self._data_clock
         return job
