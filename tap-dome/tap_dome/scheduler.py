@@ -35,13 +35,14 @@ import functools
 import heapq
 import itertools
 import logging
+import math
 import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from tap_dome.concurrency import ConcurrencyGate, WorkerPool
+from tap_dome.concurrency import LATENCY_WEIGHT, ConcurrencyGate, WorkerPool
 from tap_dome.events import Event, FillsFetched, WindowDone
 from tap_dome.fetch import PageFetcher
 from tap_dome.page import Page, page_of
@@ -68,8 +69,8 @@ MAX_SLICE_PAGES = 8
 # that fall where the wallet had no fills yet (one request each) few.
 MAX_FANOUT = 16
 # Parsed fills held at most, buffered or in flight (a parsed fill takes about 1.7 KB): about
-# 55 MB, enough for the lockstep of every chain at the tiers' rates under real latency.
-MAX_BUFFERED_FILLS = 32_000
+# 80 MB, enough for the lockstep of every chain at the tiers' rates under real latency.
+MAX_BUFFERED_FILLS = 48_000
 # Pages that wallets after the current one may hold, per request slot: enough to keep
 # every slot busy while the current wallet ends, never so much that it waits for room.
 AHEAD_PAGES_PER_REQUEST = 2
@@ -96,6 +97,8 @@ class WindowJob:
     paginator: DomePaginator = field(default_factory=DomePaginator)
     pages: deque[list[dict[str, Any]]] = field(default_factory=deque)
     children: list[WindowJob] = field(default_factory=list)
+    estimate: int | None = None  # fills expected in the window (a slice: from its cut)
+    expected: int = 0  # fills the request in flight is counted for in the budget
     # The API's data clock as known when this window's first request was sent, raised by
     # the window's own fills: the window is complete through min(end, this).
     data_clock: int | None = None
@@ -111,6 +114,12 @@ class Cut:
 
     covered: Covered | None
     slices: list[Window]
+    fills_per_slice: int
+
+    @property
+    def kept(self) -> list[dict[str, Any]]:
+        """The first page's fills kept (those of the covered part)."""
+        return [] if self.covered is None else self.covered.fills
 
     def parts(self) -> list[Window | Covered]:
         """The children in emission (time) order."""
@@ -142,12 +151,13 @@ def slice_pages(page_size: int) -> int:
 class FillBudget:
     """Fills held in memory for the consumer, and whether one more request may be sent.
 
-    A request in flight counts as a full page until it arrives; then its page counts as
-    the fills it holds until the consumer takes them. Per request slot, the wallet being
-    emitted may hold about half a slice per chain plus the page in flight; later wallets
-    share `AHEAD_PAGES_PER_REQUEST` pages more. Their separate share matters: thousands of
-    small wallets are always ready to fetch, and without it they would fill the budget
-    while the current wallet's chains wait for room.
+    A request in flight counts as the fills it is expected to bring (a full page when its
+    window has more; for a window's first request, what recent first pages held) until it
+    arrives; then its page counts as the fills it holds until the consumer takes them.
+    Per request slot, the wallet being emitted may hold about half a slice per chain plus
+    the page in flight; later wallets share `AHEAD_PAGES_PER_REQUEST` pages more. Their
+    separate share matters: thousands of small wallets are always ready to fetch, and
+    without it they would fill the budget while the current wallet's chains wait for room.
     """
 
     def __init__(self, page_size: int, max_fills: int = MAX_BUFFERED_FILLS) -> None:
@@ -156,14 +166,27 @@ class FillBudget:
         self.own_pages = slice_pages(page_size) // 2 + 1
         self.total = 0
         self._by_wallet: dict[str, int] = {}
+        self._first_page = float(page_size)  # moving average of first pages' fills
 
-    def sent(self, wallet: str) -> None:
-        """A request of `wallet` left: count a full page until it arrives."""
-        self._add(wallet, self.page_size)
+    def expected(self, job: WindowJob) -> int:
+        """The fills `job`'s next request will likely bring: a full page when its window
+        has more; for a slice's first page, its share of the cut window's fills; for a
+        wallet's first page, what recent wallets' first pages held."""
+        if job.state is not JobState.PENDING:
+            return self.page_size
+        if job.estimate is not None:
+            return max(1, min(self.page_size, job.estimate))
+        return max(1, math.ceil(self._first_page))
 
-    def arrived(self, wallet: str, kept: int) -> None:
-        """The page arrived and `kept` of its fills wait for the consumer."""
-        self._add(wallet, kept - self.page_size)
+    def sent(self, wallet: str, expected: int) -> None:
+        """A request of `wallet` left; count `expected` fills until it arrives."""
+        self._add(wallet, expected)
+
+    def arrived(self, job: WindowJob, fills: int, kept: int) -> None:
+        """`job`'s page (`fills` fills) arrived and `kept` of them wait for the consumer."""
+        if job.state is JobState.PENDING and job.estimate is None:
+            self._first_page += LATENCY_WEIGHT * (fills - self._first_page)
+        self._add(job.wallet, kept - job.expected)
 
     def released(self, wallet: str, fills: int) -> None:
         """The consumer took `fills` fills of `wallet`."""
@@ -316,7 +339,8 @@ class FetchScheduler:
             return None
         heapq.heappop(self._ready)
         self._in_flight += 1
-        self._budget.sent(job.wallet)
+        job.expected = self._budget.expected(job)
+        self._budget.sent(job.wallet, job.expected)
         counts = self.counts
         counts.requests += 1
         counts.peak_in_flight = max(counts.peak_in_flight, self._in_flight)
@@ -373,6 +397,8 @@ class FetchScheduler:
             self._in_flight -= 1
             self._gate.observe(seconds)
             self._see(job, newest)
+            kept = len(page.orders) if cut is None else len(cut.kept)
+            self._budget.arrived(job, len(page.orders), kept)
             if cut is None:
                 self._add_page(job, page)
             else:
@@ -389,7 +415,6 @@ class FetchScheduler:
             job.data_clock = newest
 
     def _add_page(self, job: WindowJob, page: Page) -> None:
-        self._budget.arrived(job.wallet, len(page.orders))
         if page.orders:
             job.pages.append(page.orders)
         if job.paginator.finished:
@@ -408,9 +433,10 @@ class FetchScheduler:
         covered = covered_by_first_page(window, first.orders)
         if covered is None:  # the page is dropped and the whole window sliced
             slices = split(window, self._count(total))
-            return Cut(None, slices) if slices else None
+            return Cut(None, slices, total // max(1, len(slices))) if slices else None
         rest_fills = max(0, total - len(covered.fills))
-        return Cut(covered, split(covered.rest, self._count(rest_fills)) or [covered.rest])
+        slices = split(covered.rest, self._count(rest_fills)) or [covered.rest]
+        return Cut(covered, slices, rest_fills // len(slices))
 
     def _count(self, fills: int) -> int:
         return min(MAX_FANOUT, slice_count(fills, self._slice_fills, self._max_window_fills))
@@ -425,13 +451,12 @@ class FetchScheduler:
                 child.data_clock = job.data_clock
                 child.pages.append(part.fills)
             else:
-                child = WindowJob(job.wallet, part, order)
+                child = WindowJob(job.wallet, part, order, estimate=cut.fills_per_slice)
                 self._queue(child)
             job.children.append(child)
         counts = self.counts
         counts.windows_cut += 1
         counts.slices += len(cut.slices)
-        self._budget.arrived(job.wallet, len(cut.covered.fills) if cut.covered else 0)
         if cut.covered is None:
             counts.first_pages_dropped += 1
         else:
