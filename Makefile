@@ -1,5 +1,5 @@
 # Targets match the README. `make run` and `make test` do all set-up themselves.
-.PHONY: setup run test test-fast lint bench clean
+.PHONY: setup run test test-fast lint bench clean hub lock
 
 setup:
 	bash scripts/bootstrap.sh
@@ -22,6 +22,16 @@ lint: setup
 bench: setup
 	.venv/bin/python bench/run.py
 	.venv/bin/python bench/rate.py
+	.venv/bin/python bench/loaders.py
+
+# Every lock file (root .venv, each Meltano plugin, the BigQuery test harness) from its inputs,
+# with uv pip compile (needs PyPI). UPGRADE=1 takes the newest versions instead of the locked.
+lock:
+	.venv/bin/python scripts/lock.py $(if $(UPGRADE),--upgrade)
+
+# The Meltano Hub definition, from `tap-dome --about` (see RELEASING.md).
+hub: setup
+	.venv/bin/python scripts/hub_definition.py
 
 clean:
 	rm -rf .venv .meltano output

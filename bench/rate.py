@@ -129,17 +129,17 @@ class Case:
     page: int
     requests: int  # about how many requests the mix needs
 
-    def wallets(self) -> list[tuple[int, int]]:
+    def wallets(self) -> list[tuple[int, float]]:
         """(fills, span in seconds) per wallet: the mix's shape at this case's scale."""
         n, page = self.requests, self.page
         if self.mix == "tiny":  # thousands of wallets with a handful of fills: one page each
-            return [(i % 4, 30 * DAY) for i in range(n)]
+            return [(i % 4, 30.0 * DAY) for i in range(n)]
         if self.mix == "huge":  # one wallet far bigger than any buffer: cut, and cut again
-            return [(min(n * page, MAX_FILLS), 3 * 365 * DAY)]
+            return [(min(n * page, MAX_FILLS), 3.0 * 365 * DAY)]
         # One mid-size wallet (half the requests) and small wallets of one page each.
         mid = min(n * page // 2, MAX_FILLS // 2)
         small = max(1, n - mid // page)
-        return [(mid, 365 * DAY)] + [(2 + i % 29, 60 * DAY) for i in range(small)]
+        return [(mid, 365.0 * DAY)] + [(2 + i % 29, 60.0 * DAY) for i in range(small)]
 
     @property
     def name(self) -> str:

@@ -3,7 +3,7 @@
 # root): ruff over every Python directory, mypy --strict over the files it lists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY_DIRS=(tap-dome dome-simulator tests bench plugins)
+PY_DIRS=(tap-dome dome-simulator tests bench plugins scripts)
 .venv/bin/ruff check "${PY_DIRS[@]}"
 .venv/bin/ruff format --check "${PY_DIRS[@]}"
 .venv/bin/mypy

@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -98,6 +99,85 @@ def test_loader_appends_every_row(make_pipeline: MakePipeline) -> None:
     assert [(r[1], int(r[2]), r[3]) for r in rows] == [
         (e["title"], e["timestamp"], e["price"]) for e in expected
     ]
+
+
+def test_loader_loads_batch_files(make_pipeline: MakePipeline, tmp_path: Path) -> None:
+    """BATCH messages (the tap's batch_config files, gzip JSONL) go straight into the table by
+    one INSERT each, RECORDs around them still load, and each STATE after a BATCH is emitted
+    once the rows before it are committed."""
+    import gzip
+
+    pipe = make_pipeline(Dataset.custom([0]))
+    schema = {
+        "type": "object",
+        "properties": {
+            "order_id": {"type": "string"},
+            "title": {"type": ["string", "null"]},
+            "timestamp": {"type": "integer"},
+            "price": {"type": ["number", "null"]},
+            "filled_at": {"type": "string", "format": "date-time"},
+        },
+    }
+
+    def row(i: int) -> dict[str, Any]:
+        return {
+            "order_id": f"0xb:{i}",
+            "title": None if i % 4 == 0 else f'T{i}, "q"',
+            "timestamp": 1_700_000_000 + i,
+            "price": 0.5 + i / 100,
+            "filled_at": f"2023-11-14T22:13:{i % 60:02d}Z",
+        }
+
+    files = []
+    for n, (start, stop) in enumerate([(0, 30), (30, 75)]):
+        path = tmp_path / f"batch-{n}.json.gz"
+        with gzip.open(path, "wt") as fh:
+            fh.writelines(json.dumps(row(i)) + "\n" for i in range(start, stop))
+        files.append(path)
+
+    def batch(path: Path) -> dict[str, Any]:
+        encoding = {"format": "jsonl", "compression": "gzip"}
+        return {
+            "type": "BATCH",
+            "stream": "orders",
+            "encoding": encoding,
+            "manifest": [path.as_uri()],
+        }
+
+    def state(n: int) -> dict[str, Any]:
+        return {"type": "STATE", "value": {"bookmarks": {"orders": {"n": n}}}}
+
+    messages = [
+        {
+            "type": "SCHEMA",
+            "stream": "orders",
+            "schema": schema,
+            "key_properties": ["order_id"],
+        },
+        batch(files[0]),
+        state(1),
+        {"type": "RECORD", "stream": "orders", "record": row(100)},
+        batch(files[1]),
+        state(2),
+    ]
+    proc = invoke_loader(pipe, messages)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    states = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    assert {"bookmarks": {"orders": {"n": 1}}} in states
+    assert states[-1] == {"bookmarks": {"orders": {"n": 2}}}
+    assert not any(path.exists() for path in files), "a loaded BATCH file was left behind"
+    with pipe.connect() as con:
+        rows = con.execute(
+            'select order_id, title, "timestamp", price, filled_at, _sdc_batched_at '
+            'from tap_dome.orders order by "timestamp"'
+        ).fetchall()
+    want = [row(i) for i in [*range(75), 100]]
+    assert [r[0] for r in rows] == [w["order_id"] for w in want]
+    assert [(r[1], int(r[2]), r[3]) for r in rows] == [
+        (w["title"], w["timestamp"], w["price"]) for w in want
+    ]
+    assert rows[5][4] == datetime(2023, 11, 14, 22, 13, 5)
+    assert all(r[5] is not None for r in rows)
 
 
 AWKWARD_STRINGS = [

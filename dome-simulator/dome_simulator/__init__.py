@@ -1,4 +1,5 @@
-"""A Dome API simulator: a real HTTP server on 127.0.0.1 for ``GET /v1/polymarket/orders``.
+"""A Dome API simulator: a real HTTP server on 127.0.0.1 for ``GET /v1/polymarket/orders``,
+``/activity``, ``/markets`` and ``/wallet``, with data that agrees across them (README.md).
 
 It follows the Dome API documentation (docs.domeapi.io: auth, parameters, keyset and
 offset paging, error bodies, newest-first order) and adds a data clock (clock.py),
@@ -34,7 +35,9 @@ Time: the data clock, visibility and ``advance``
 Control over HTTP (no key, not counted in stats), also under ``/v1/_sim``
 -----------------------------------------------------------------------
 ``GET /_sim/health``, ``GET /_sim/wallets`` (``{"wallets", "roles"}``),
-``GET /_sim/truth[?wallet=]`` (the list ``truth()`` returns), ``GET /_sim/stats``
+``GET /_sim/truth[?wallet=]`` (the list ``truth()`` returns), ``GET /_sim/activity_truth``,
+``GET /_sim/markets_truth``, ``GET /_sim/wallet_mappings``, ``POST /_sim/resolve_market``,
+``GET /_sim/stats``
 (``by_status`` keys become strings in JSON), ``POST /_sim/reset_stats``,
 ``POST /_sim/advance`` (JSON body: the ``advance`` arguments), ``GET /_sim/clock``,
 ``POST /_sim/clock`` (JSON body: ``{"lag": s}``, ``{"frozen_now": unix}`` or
@@ -54,23 +57,30 @@ Command line: ``python -m dome_simulator --help`` (also ``dome-simulator``).
 
 from __future__ import annotations
 
+from .activity import ACTIVITY_FIELDS, Activity
+from .catalog import MARKET_FIELDS
 from .dataset import Dataset, WalletSpec
-from .faults import FAIL_KINDS, Faults
+from .faults import FAIL_KINDS, ROUTES, Faults
 from .fill import API_FIELDS, CTF_EXCHANGE, NEG_RISK_CTF_EXCHANGE, Fill
-from .identity import order_id
+from .identity import activity_id, order_id
 from .server import DomeSimulator
 from .server_limits import TIER_LIMITS
 
 __all__ = [
+    "ACTIVITY_FIELDS",
     "API_FIELDS",
     "CTF_EXCHANGE",
     "FAIL_KINDS",
+    "MARKET_FIELDS",
     "NEG_RISK_CTF_EXCHANGE",
+    "ROUTES",
     "TIER_LIMITS",
+    "Activity",
     "Dataset",
     "DomeSimulator",
     "Faults",
     "Fill",
     "WalletSpec",
+    "activity_id",
     "order_id",
 ]

@@ -51,7 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The CLI's arguments (kept separate so tests and docs can inspect them)."""
     parser = argparse.ArgumentParser(
         prog="dome-simulator",
-        description="Serve a simulated Dome API (GET /v1/polymarket/orders) on localhost.",
+        description=(
+            "Serve a simulated Dome API (GET /v1/polymarket/orders, activity, markets, wallet) "
+            "on localhost."
+        ),
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 lets the OS choose")

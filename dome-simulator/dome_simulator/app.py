@@ -17,18 +17,30 @@ from urllib.parse import parse_qs
 import orjson
 
 from .api import serve_orders
+from .api_activity import serve_activity
+from .api_markets import serve_markets
+from .api_wallet import serve_wallet
 from .clock import DataClock
 from .dataset import Dataset
 from .faults import FaultController, Faults
-from .identity import order_id
+from .identity import activity_id, order_id
 from .responses import Response, error, json_response
 from .server_limits import parse_rate_limit, retry_after_header
 from .stats import RequestStats
 from .store import LATE_AGE_SECONDS, Store, legacy_row
+from .wallets import WalletDirectory
 
-__all__ = ["API_ORDERS_ROUTE", "SimulatorCore"]
+__all__ = ["API_ORDERS_ROUTE", "API_ROUTES", "SimulatorCore"]
 
 API_ORDERS_ROUTE = "/v1/polymarket/orders"
+#: Path -> endpoint name (faults.ROUTES).
+API_ROUTES = {
+    API_ORDERS_ROUTE: "orders",
+    "/v1/polymarket/activity": "activity",
+    "/v1/polymarket/markets": "markets",
+    "/v1/polymarket/wallet": "wallet",
+}
+Serve = Callable[[Faults, Mapping[str, Sequence[str]], bool], Response]
 _HTML_502 = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     b"<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n"
@@ -81,6 +93,7 @@ class SimulatorCore:
         self.dataset = dataset if dataset is not None else Dataset.standard(seed)
         self.clock = DataClock(data_lag, frozen_now)
         self.store = Store(self.dataset, self.clock)
+        self.directory = WalletDirectory(seed, self.store.wallets, self.dataset.roles)
         base = Faults().merged(
             rate_limit=parse_rate_limit(rate_limit), latency=latency, retry_after=retry_after
         )
@@ -90,6 +103,11 @@ class SimulatorCore:
             ("GET", "health"): lambda _: self.health(),
             ("GET", "wallets"): lambda _: {"wallets": self.wallets, "roles": self.dataset.roles},
             ("GET", "truth"): lambda a: self.truth(a.get("wallet") or None),
+            ("GET", "activity_truth"): lambda a: self.activity_truth(a.get("wallet") or None),
+            ("GET", "fill_count"): lambda a: {"count": self._fill_count(a)},
+            ("GET", "markets_truth"): lambda _: self.markets_truth(),
+            ("GET", "wallet_mappings"): lambda _: self.wallet_mappings(),
+            ("POST", "resolve_market"): lambda a: self.resolve_market(**a),
             ("GET", "stats"): lambda _: self.stats(),
             ("POST", "reset_stats"): self._post_reset_stats,
             ("POST", "advance"): lambda a: self.advance(**a),
@@ -135,6 +153,69 @@ class SimulatorCore:
             out.append(row)
         return out
 
+    def fill_count(
+        self, wallet: str, start_time: int | None = None, end_time: int | None = None
+    ) -> int:
+        """Fills of ``wallet`` visible now with ``start_time <= timestamp <= end_time``.
+
+        What ``pagination.total`` of a first orders page says for that query: the ground truth
+        of a completeness audit.
+        """
+        store = self.store
+        store.promote_due()
+        with store.lock:
+            book = store.books.get(wallet.lower())
+            if book is None:
+                return 0
+            lo, hi = book.bounds(start_time, end_time)
+            return hi - lo
+
+    def activity_truth(self, wallet: str | None = None) -> list[dict[str, Any]]:
+        """Every activity row visible at the data clock, newest first, plus ``activity_id``.
+
+        ``activity_id`` as docs/contracts.md defines it; rows follow ``no_log_index``.
+        """
+        legacy = self.faults.current.no_log_index
+        out: list[dict[str, Any]] = []
+        for _, blob in self.store.visible(wallet, "activity"):
+            row = orjson.loads(blob)
+            if legacy:
+                legacy_row(row)
+            row["activity_id"] = activity_id(row)
+            out.append(row)
+        return out
+
+    def markets_truth(self) -> list[dict[str, Any]]:
+        """Every market as ``/polymarket/markets`` serves it at the data clock, by condition_id.
+
+        It covers every condition_id of every fill (served or not yet indexed).
+        """
+        self.store.promote_due()
+        with self.store.lock:
+            return self.store.catalog.describe(self.clock.now())
+
+    def wallet_mappings(self) -> list[dict[str, Any]]:
+        """``{eoa, proxy, wallet_type, handle, pseudonym, image}`` of every simulated wallet."""
+        return self.directory.mappings()
+
+    def resolve_market(
+        self, condition_id: str, winner: str | int = 0, at: float | None = None
+    ) -> dict[str, Any]:
+        """Close and resolve a market now (or at ``at``, not before the data clock).
+
+        ``winner``: 0 or 1 (side_a / side_b), a token_id or a label. Returns the market as
+        served from then on. Redemptions are not added for it (scheduled resolutions have
+        them); fills stamped after ``at`` that were made before stay on it.
+        """
+        now = self.clock.now()
+        when = now if at is None else _number("at", at)
+        if when < now - 1e-6:
+            raise ValueError("at must not be before the data clock (it never goes back)")
+        with self.store.lock:
+            market = self.store.catalog.resolve(str(condition_id), winner, int(when))
+            self.store.version += 1
+            return self.store.catalog.to_api(market, max(now, when))
+
     def stats(self) -> dict[str, Any]:
         """Request counts since the last reset; see stats.py."""
         return self._stats.snapshot()
@@ -150,35 +231,50 @@ class SimulatorCore:
         late_fills_per_wallet: int = 0,
         wallets: Sequence[str] | None = None,
         late_age: Sequence[int] = LATE_AGE_SECONDS,
+        new_activity_per_wallet: int = 0,
     ) -> dict[str, Any]:
         """Move the data clock forward, then add fills relative to it; see the package docstring.
 
-        ``late_age`` is ``[min, max]`` seconds before the data clock for the late fills.
+        ``late_age`` is ``[min, max]`` seconds before the data clock for the late fills;
+        ``new_activity_per_wallet`` adds SPLITs at the head. ``markets_resolved`` lists the
+        markets whose resolution the data clock passed.
         """
-        new_fills_per_wallet, late_fills_per_wallet = (
+        counts = [
             int(new_fills_per_wallet),
             int(late_fills_per_wallet),
-        )
-        if new_fills_per_wallet < 0 or late_fills_per_wallet < 0:
-            raise ValueError("fill counts must be >= 0")
+            int(new_activity_per_wallet),
+        ]
+        if min(counts) < 0:
+            raise ValueError("fill and activity counts must be >= 0")
+        new_fills_per_wallet, late_fills_per_wallet, new_activity_per_wallet = counts
         if isinstance(wallets, str):
             raise ValueError("wallets must be a list of addresses")
         age = _age(late_age)
+        before = self.clock.now()
         now = self.clock.advance(_number("seconds", seconds))
         became_visible = self.store.promote_due()
         targets = self.wallets if wallets is None else [w.lower() for w in wallets]
-        new = late = 0
+        new = late = splits = 0
         for wallet in targets:
             if new_fills_per_wallet:
                 new += self.store.add_head(wallet, new_fills_per_wallet)
             if late_fills_per_wallet:
                 late += self.store.add_late(wallet, late_fills_per_wallet, age)
+            if new_activity_per_wallet:
+                splits += self.store.add_splits(wallet, new_activity_per_wallet)
+        resolved = sorted(
+            m.condition_id
+            for m in self.store.catalog.markets.values()
+            if m.resolve_at is not None and before < m.resolve_at <= now
+        )
         return {
             "now": now,
             "offset": self.clock.offset,
             "new_fills": new,
             "late_fills": late,
+            "new_activity": splits,
             "became_visible": became_visible,
+            "markets_resolved": resolved,
             "clock": self.clock.describe(),
         }
 
@@ -218,6 +314,15 @@ class SimulatorCore:
             "pending_fills": counts["pending"],
         }
 
+    def _fill_count(self, args: Mapping[str, Any]) -> int:
+        if not args.get("wallet"):
+            raise ValueError("wallet is required")
+        bounds = [
+            None if args.get(name) in (None, "") else int(_number(name, args[name]))
+            for name in ("start_time", "end_time")
+        ]
+        return self.fill_count(str(args["wallet"]), *bounds)
+
     def _post_reset_stats(self, _: Mapping[str, Any]) -> dict[str, Any]:
         self.reset_stats()
         return {"ok": True}
@@ -245,7 +350,7 @@ class SimulatorCore:
                 return self._dispatch_control(method, route[len(prefix) :], query, body), False
         params = parse_qs(query, keep_blank_values=True)
         user = (params.get("user") or [""])[0].strip().lower()
-        self._stats.arrive(user or None)
+        self._stats.arrive(user or None, API_ROUTES.get(route))
         try:
             response = self._dispatch_api(method, route, params, authorization)
         except Exception as exc:  # a simulator bug must surface as a 500, not a hang
@@ -267,7 +372,8 @@ class SimulatorCore:
         params: Mapping[str, Sequence[str]],
         authorization: str | None,
     ) -> Response:
-        if route != API_ORDERS_ROUTE:
+        name = API_ROUTES.get(route)
+        if name is None:
             return error(404, "Not Found", "route not found")
         if method != "GET":
             return error(405, "Method Not Allowed", f"{method} is not allowed here; use GET")
@@ -279,10 +385,22 @@ class SimulatorCore:
             limited = self._too_many(faults, wait)
             limited.limited = True
             return limited
-        kind = self.faults.next_failure()
+        serve = self._serve(name)
+        kind = self.faults.next_failure(name)
         if kind is None:
-            return serve_orders(self.store, faults, params)
-        return self._failure(kind, faults, params)
+            return serve(faults, params, True)
+        return self._failure(kind, faults, params, serve)
+
+    def _serve(self, name: str) -> Serve:
+        """The handler of one endpoint, as ``(faults, params, mutate) -> Response``."""
+        store = self.store
+        if name == "orders":
+            return lambda f, p, mutate: serve_orders(store, f, p, mutate=mutate)
+        if name == "activity":
+            return lambda f, p, _: serve_activity(store, f, p)
+        if name == "markets":
+            return lambda f, p, _: serve_markets(store, f, p)
+        return lambda _, p, __: serve_wallet(store, self.directory, p)
 
     def _authorized(self, header: str | None) -> bool:
         if not header:
@@ -301,7 +419,9 @@ class SimulatorCore:
             headers = (("Retry-After", str(faults.retry_after)),)
         return error(429, "Too Many Requests", "Rate limit exceeded", headers=headers)
 
-    def _failure(self, kind: str, faults: Faults, params: Mapping[str, Sequence[str]]) -> Response:
+    def _failure(
+        self, kind: str, faults: Faults, params: Mapping[str, Sequence[str]], serve: Serve
+    ) -> Response:
         if kind == "500_json":
             return error(500, "Internal Server Error", "simulated failure")
         if kind == "502_html":
@@ -314,7 +434,7 @@ class SimulatorCore:
             return Response(200, _NOT_JSON)
         if kind == "drop":
             return Response(0, drop=True)
-        full = serve_orders(self.store, faults, params, mutate=kind == "timeout")
+        full = serve(faults, params, kind == "timeout")
         if kind == "timeout":
             full.delay += faults.timeout_sleep
             return full

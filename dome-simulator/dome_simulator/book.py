@@ -10,17 +10,33 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import orjson
 
-from .fill import Fill, FillKey
+from .fill import FillKey
 
-__all__ = ["Book", "Page", "serialize"]
+__all__ = ["Book", "Page", "Servable", "serialize"]
 
 
-def serialize(fill: Fill) -> bytes:
+class Servable(Protocol):
+    """A row a book can hold: a fill or an activity event."""
+
+    @property
+    def key(self) -> FillKey:
+        """Its paging position."""
+
+    @property
+    def visible_from(self) -> int:
+        """The data clock from which it is served."""
+
+    def to_api(self) -> dict[str, Any]:
+        """Its JSON object."""
+
+
+def serialize(fill: Servable) -> bytes:
     """The fill's API JSON as a right-sized bytes object.
 
     orjson returns bytes with a large over-allocated buffer; keeping hundreds of
@@ -49,7 +65,7 @@ class Book:
         self._pending: list[tuple[int, FillKey, bytes]] = []
 
     @classmethod
-    def build(cls, fills: Iterable[Fill], now: float) -> Book:
+    def build(cls, fills: Iterable[Servable], now: float) -> Book:
         """Serialize ``fills`` once; those indexed after ``now`` go to the pending heap."""
         visible: list[tuple[FillKey, bytes]] = []
         book = cls()
@@ -78,7 +94,7 @@ class Book:
         """How many fills are not indexed yet."""
         return len(self._pending)
 
-    def add(self, fill: Fill, now: float) -> bool:
+    def add(self, fill: Servable, now: float) -> bool:
         """Add one fill; returns True when it is visible at once."""
         blob = serialize(fill)
         if fill.visible_from <= now:
@@ -87,12 +103,17 @@ class Book:
         heapq.heappush(self._pending, (fill.visible_from, fill.key, blob))
         return False
 
-    def promote(self, now: float) -> int:
-        """Make every pending fill indexed by ``now`` visible; returns how many."""
+    def promote(self, now: float, on_visible: Callable[[bytes], None] | None = None) -> int:
+        """Make every pending fill indexed by ``now`` visible; returns how many.
+
+        ``on_visible`` is called with each row that becomes visible.
+        """
         count = 0
         while self._pending and self._pending[0][0] <= now:
             _, key, blob = heapq.heappop(self._pending)
             self._insert(key, blob)
+            if on_visible is not None:
+                on_visible(blob)
             count += 1
         return count
 

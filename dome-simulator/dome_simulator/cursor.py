@@ -19,7 +19,7 @@ import orjson
 
 from .fill import FillKey
 
-__all__ = ["Cursor", "CursorError", "filters_digest"]
+__all__ = ["Cursor", "CursorError", "KeyCursor", "filters_digest"]
 
 
 class CursorError(ValueError):
@@ -79,5 +79,34 @@ class Cursor:
             raise CursorError(
                 "pagination_key was issued for different filters; "
                 "resend it with the same user, start_time, end_time and limit"
+            )
+        return cursor
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCursor:
+    """A cursor over rows ordered by one string key (markets: condition_id ascending)."""
+
+    after: str
+    total: int
+    filters: str
+
+    def encode(self) -> str:
+        """The pagination_key string."""
+        payload = {"after": self.after, "total": self.total, "filters": self.filters}
+        return base64.b64encode(orjson.dumps(payload)).decode("ascii")
+
+    @classmethod
+    def decode(cls, text: str, filters: str) -> KeyCursor:
+        """Parse a pagination_key and check that it was issued for ``filters``."""
+        try:
+            data = orjson.loads(base64.b64decode(text.encode("ascii"), validate=True))
+            cursor = cls(str(data["after"]), int(data["total"]), str(data["filters"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CursorError("pagination_key is malformed") from exc
+        if cursor.filters != filters:
+            raise CursorError(
+                "pagination_key was issued for different filters; resend it with the same "
+                "filters and limit"
             )
         return cursor

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from .activity import Activity, generate_activity
 from .fill import CTF_EXCHANGE, Fill
 from .markets import MarketPool, Order, below
 
@@ -35,6 +36,9 @@ class WalletSpec:
     ``fills`` counts every fill, including the ``burst`` fills that share one second
     (placed mid-history) and the ``late`` fills that are indexed ``late_delay``
     seconds after the dataset's ``now`` (stamped in the last 30 minutes of history).
+    ``activity`` is how many SPLITs the wallet makes over its history (some followed by a
+    MERGE; redemptions follow from its positions, see activity.py); None draws it: about
+    half of the wallets with 5+ fills have some, the others none.
     """
 
     fills: int
@@ -45,10 +49,13 @@ class WalletSpec:
     burst: int = 0
     late: int = 0
     late_delay: float = 1800.0
+    activity: int | None = None
 
     def __post_init__(self) -> None:
         if self.fills < 0 or self.burst < 0 or self.late < 0:
             raise ValueError("fill counts must be >= 0")
+        if self.activity is not None and self.activity < 0:
+            raise ValueError("activity must be >= 0 (or None to draw it)")
         if self.burst + self.late > self.fills:
             raise ValueError("burst + late must not exceed fills")
         if self.span < 0 or self.end_gap < 0 or self.late_delay < 0:
@@ -73,7 +80,7 @@ class Dataset:
     ) -> None:
         self.seed = seed
         self.now = int(time.time() if now is None else now)
-        self.markets = MarketPool(seed)
+        self.markets = MarketPool(seed, self.now)
         self._specs: dict[str, WalletSpec] = {}
         for index, spec in enumerate(specs):
             address = (spec.address or wallet_address(seed, spec.role or f"w{index}")).lower()
@@ -97,7 +104,8 @@ class Dataset:
         Roles: empty, one, page_minus_1, page, page_plus_1, large (``large`` fills over
         a year), burst (more than ``page`` fills in one second), mixed (partial fills,
         multi-fill transactions, unicode titles, null and exchange takers: every wallet
-        with 5+ fills has those) and late (fills indexed 30 minutes after ``now``).
+        with 5+ fills has those; and splits, merges and redemptions) and late (fills indexed
+        30 minutes after ``now``).
         """
         if page < 1:
             raise ValueError("page must be >= 1")
@@ -110,7 +118,7 @@ class Dataset:
             WalletSpec(page + 1, "page_plus_1"),
             WalletSpec(large, "large", span=365 * DAY),
             WalletSpec(burst + page, "burst", span=7 * DAY, burst=burst),
-            WalletSpec(max(200, page // 2), "mixed", span=14 * DAY),
+            WalletSpec(max(200, page // 2), "mixed", span=14 * DAY, activity=12),
             WalletSpec(70, "late", span=2 * 3600, late=20),
         ]
         return cls(specs, seed=seed, now=now)
@@ -191,6 +199,25 @@ class Dataset:
             out.extend(self._generate(wallet, spec))
         return out
 
+    def explicit_fills(self) -> list[Fill]:
+        """The hand-made fills (``from_fills``), all wallets; markets are derived from them."""
+        return [fill for fills in self._explicit.values() for fill in fills]
+
+    def activity(self, wallet: str, fills: Iterable[Fill]) -> list[Activity]:
+        """The wallet's SPLIT/MERGE/REDEEM rows, consistent with ``fills`` (its own fills)."""
+        wallet = wallet.lower()
+        spec = self._specs.get(wallet)
+        if spec is None:
+            return []
+        rng = random.Random(f"dome-sim:{self.seed}:{wallet}:activity")
+        events = spec.activity
+        if events is None:
+            events = 1 + min(spec.fills // 25, 40) if spec.fills >= 5 and rng.random() < 0.5 else 0
+        end = self.now - int(spec.end_gap)
+        return generate_activity(
+            rng, self.markets, wallet, fills, events, (end - int(spec.span), end)
+        )
+
     def live_rng(self, wallet: str) -> random.Random:
         """The generator for fills added while the simulator runs (seeded, per wallet)."""
         return random.Random(f"dome-sim:{self.seed}:{wallet.lower()}:live")
@@ -259,4 +286,5 @@ class Dataset:
             first = max(start, end - 1800)
             ts = first + below(rng, end - first + 1)
             fills += pool.transaction(rng, wallet, ts, [pick()], indexed_at=indexed_at)
+        pool.reassign_closed(fills)
         return fills

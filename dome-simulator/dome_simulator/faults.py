@@ -1,8 +1,9 @@
 """Switchable faults: API-version differences, injected failures, rate limits, latency.
 
 Everything is deterministic and counting-based so tests are reproducible:
-``fail_next={"503": 2}`` fails exactly the next two orders requests, and
-``fail_every={"drop": 5}`` fails every 5th one, counting orders requests that got
+``fail_next={"503": 2}`` fails exactly the next two API requests, and
+``fail_every={"drop": 5}`` fails every 5th one, counting API requests (every endpoint:
+orders, activity, markets, wallet; or only those named in ``fail_routes``) that got
 past auth and the rate limit since ``fail_every`` was last set. ``fail_next`` wins
 over ``fail_every``; with several kinds in ``fail_next`` they run in the given order.
 
@@ -29,9 +30,12 @@ from typing import Any, Literal
 
 from .server_limits import SlidingWindowLimiter, parse_rate_limit
 
-__all__ = ["FAIL_KINDS", "FaultController", "Faults"]
+__all__ = ["FAIL_KINDS", "ROUTES", "FaultController", "Faults"]
 
 FAIL_KINDS = ("500_json", "502_html", "503", "429", "truncated", "invalid_json", "drop", "timeout")
+
+#: The API endpoints, by the name ``fail_routes`` and the statistics use.
+ROUTES = ("orders", "activity", "markets", "wallet")
 
 RetryAfter = int | Literal["auto"] | None
 
@@ -40,17 +44,24 @@ RetryAfter = int | Literal["auto"] | None
 class Faults:
     """One complete fault configuration (immutable; see :meth:`merged`).
 
+    Which endpoints each setting affects: rate limit, latency and injected failures, all;
+    the rest, orders and activity (the paged event streams) unless said otherwise.
+
     - ``sort``: ``"desc"`` (the API's newest-first order) or ``"asc"`` (oldest first).
-    - ``no_pagination_key``: never send pagination_key, so clients must fall back to offset.
+    - ``no_pagination_key``: never send pagination_key, so clients must fall back to offset
+      (markets too).
     - ``no_log_index``: rows omit block_number and log_index (older API versions).
-    - ``offset_limit``: an offset above this is refused with 401 and a ``docs`` link.
-    - ``omit_total``: pagination has no ``total``.
-    - ``insert_on_walk``: each page served for a pagination_key adds a new fill at the
-      head of that wallet (fills arriving during a walk).
+    - ``offset_limit``: an offset above this is refused with 401 and a ``docs`` link
+      (markets too).
+    - ``omit_total``: pagination has no ``total`` (orders and markets; activity's ``count``
+      stays).
+    - ``insert_on_walk``: each orders page served for a pagination_key adds a new fill at
+      the head of that wallet (fills arriving during a walk; orders only).
     - ``rate_limit``: ``(per_second, per_10_seconds)`` or None; tier names accepted.
     - ``retry_after``: Retry-After on 429s: ``"auto"`` (seconds until a slot frees,
       at least 1), a fixed integer, or None to omit the header.
     - ``fail_next`` / ``fail_every``: ``{kind: n}``; see the module docstring.
+    - ``fail_routes``: the endpoints (``ROUTES``) injected failures hit; empty: all of them.
     - ``latency``: ``(min_s, max_s)`` added to every API request, uniform and seeded.
     - ``timeout_sleep``: how long the ``timeout`` kind stalls.
     """
@@ -65,6 +76,7 @@ class Faults:
     retry_after: RetryAfter = "auto"
     fail_next: Mapping[str, int] = field(default_factory=dict)
     fail_every: Mapping[str, int] = field(default_factory=dict)
+    fail_routes: tuple[str, ...] = ()
     latency: tuple[float, float] = (0.0, 0.0)
     timeout_sleep: float = 5.0
 
@@ -84,6 +96,7 @@ class Faults:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["fail_next"] = dict(self.fail_next)
         out["fail_every"] = dict(self.fail_every)
+        out["fail_routes"] = list(self.fail_routes)
         out["rate_limit"] = list(self.rate_limit) if self.rate_limit else None
         out["latency"] = list(self.latency)
         return out
@@ -136,6 +149,15 @@ def _kinds(name: str, value: Any) -> dict[str, int]:
     return out
 
 
+def _routes(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise ValueError(f"{name} must be a list of endpoint names {list(ROUTES)}")
+    unknown = [route for route in value if route not in ROUTES]
+    if unknown:
+        raise ValueError(f"unknown endpoint(s) {unknown} in {name}; known: {list(ROUTES)}")
+    return tuple(value)
+
+
 def _latency(name: str, value: Any) -> tuple[float, float]:
     if isinstance(value, int | float) and not isinstance(value, bool):
         low = high = float(value)
@@ -161,6 +183,7 @@ _VALIDATORS = {
     "retry_after": _retry_after,
     "fail_next": _kinds,
     "fail_every": _kinds,
+    "fail_routes": _routes,
     "latency": _latency,
     "timeout_sleep": _seconds,
 }
@@ -232,8 +255,11 @@ class FaultController:
         limiter = self._limiter
         return None if limiter is None else limiter.admit()
 
-    def next_failure(self) -> str | None:
-        """The injected failure for this orders request, if any (consumes the counters)."""
+    def next_failure(self, route: str = "orders") -> str | None:
+        """The injected failure for this API request, if any (consumes the counters)."""
+        routes = self._faults.fail_routes
+        if routes and route not in routes:
+            return None
         with self._lock:
             self._every_count += 1
             while self._next:

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import enum
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .fill import CTF_EXCHANGE, NEG_RISK_CTF_EXCHANGE, Fill
 
 __all__ = ["DRAW", "Market", "MarketPool", "Order", "below", "block_number_at"]
+
+_DAY = 86_400
+_HOUR = 3_600
 
 
 class _Draw(enum.Enum):
@@ -57,6 +61,33 @@ _TEMPLATES: tuple[tuple[str, str, tuple[str, str], bool], ...] = (
     ("Solana Up or Down - 12PM ET?", "sol-up-or-down-12pm-et", ("Up", "Down"), False),
 )
 
+# When each market closes, relative to the dataset's ``now`` (None: open for the foreseeable
+# future), how long after closing its outcome is known, its tags and its event. Markets that
+# closed before ``now`` carry no fills after their close (see MarketPool.reassign_closed); the
+# ones closing after it resolve as the data clock passes (``advance``).
+_LIFECYCLE: dict[str, tuple[int | None, int, tuple[str, ...], str]] = {
+    "bitcoin-150k-dec-31": (None, 0, ("Crypto", "Bitcoin"), "bitcoin-price-2026"),
+    "btc-up-or-down-3pm-et": (-25 * _DAY, 900, ("Crypto", "Up or Down"), "btc-up-or-down"),
+    "taiwan-election-2028-kmt": (None, 0, ("Politics", "Elections"), "taiwan-election-2028"),
+    "france-election-le-pen": (None, 0, ("Politics", "Elections"), "france-election-2027"),
+    "tokyo-july-high-35c": (-12 * _DAY, 6 * _HOUR, ("Weather",), "tokyo-weather-july"),
+    "nba-lal-bos-2026-01-15": (-6 * _DAY, 3 * _HOUR, ("Sports", "NBA"), "nba-lal-bos-2026-01-15"),
+    "fed-march-25bp-cut": (30 * 60, _HOUR, ("Economy", "Fed"), "fed-decision-march"),
+    "eth-flippening-this-cycle": (None, 0, ("Crypto", "Ethereum"), "eth-flippening"),
+    "sao-paulo-brasileirao": (7 * _DAY, 2 * _HOUR, ("Sports", "Soccer"), "brasileirao-winner"),
+    "oil-over-100-june": (-_HOUR, 2 * _HOUR, ("Economy", "Commodities"), "oil-price-june"),
+    "moscow-over-30c-july": (-3 * _DAY, 4 * _HOUR, ("Weather",), "moscow-weather-july"),
+    "eurovision-2026-sweden": (30 * _DAY, _HOUR, ("Culture", "Eurovision"), "eurovision-2026"),
+    "nyc-rain-tomorrow": (600, 600, ("Weather",), "nyc-weather"),
+    "laliga-rma-bar": (-40 * _DAY, 2 * _HOUR, ("Sports", "Soccer"), "laliga-el-clasico"),
+    "spx-above-7000-friday": (_DAY, _HOUR, ("Economy", "Stocks"), "spx-weekly"),
+    "sol-up-or-down-12pm-et": (-2 * _HOUR, 900, ("Crypto", "Up or Down"), "sol-up-or-down"),
+}
+
+# Open markets that take over the orders of markets already closed at their fill time.
+# Both are non-neg-risk and have non-ASCII titles, so reassigned fills keep their edge cases.
+_SUCCESSORS = ("bitcoin-150k-dec-31", "eth-flippening-this-cycle")
+
 _FEES = (0, 0, 10, 25)
 
 # Polygon makes a block about every 2 s; anchor chosen near a real block/time pair.
@@ -80,7 +111,11 @@ def _hex(rng: random.Random, nbytes: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Market:
-    """One binary market: two outcome tokens (uint256 ids as decimal strings)."""
+    """One binary market: two outcome tokens (uint256 ids as decimal strings).
+
+    ``close_at`` / ``resolve_at`` (Unix seconds, None: not scheduled) are when trading stops
+    and when the outcome ``winner`` (0 or 1: which token wins) becomes known.
+    """
 
     title: str
     slug: str
@@ -88,6 +123,11 @@ class Market:
     token_ids: tuple[str, str]
     labels: tuple[str, str]
     neg_risk: bool
+    close_at: int | None = None
+    resolve_at: int | None = None
+    winner: int = 0
+    tags: tuple[str, ...] = ()
+    event_slug: str | None = None
 
     @property
     def has_unicode_title(self) -> bool:
@@ -109,14 +149,79 @@ class Order:
 class MarketPool:
     """The markets of one dataset, plus factories for orders and fills on them."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, now: int = 0) -> None:
         rng = random.Random(f"dome-sim:{seed}:markets")
         markets = []
         for title, slug, labels, neg_risk in _TEMPLATES:
             token_ids = (str(rng.getrandbits(256)), str(rng.getrandbits(256)))
-            markets.append(Market(title, slug, _hex(rng, 32), token_ids, labels, neg_risk))
+            condition_id = _hex(rng, 32)
+            close_in, resolve_after, tags, event_slug = _LIFECYCLE[slug]
+            close_at = None if close_in is None else now + close_in
+            resolve_at = None if close_at is None else close_at + resolve_after
+            winner = below(random.Random(f"dome-sim:{seed}:winner:{slug}"), 2)
+            markets.append(
+                Market(
+                    title,
+                    slug,
+                    condition_id,
+                    token_ids,
+                    labels,
+                    neg_risk,
+                    close_at,
+                    resolve_at,
+                    winner,
+                    tags,
+                    event_slug,
+                )
+            )
+        self.now = now
         self.markets: tuple[Market, ...] = tuple(markets)
         self.unicode_markets = tuple(m for m in self.markets if m.has_unicode_title)
+        self.by_condition = {m.condition_id: m for m in self.markets}
+        by_slug = {m.slug: m for m in self.markets}
+        self._successors = tuple(by_slug[slug] for slug in _SUCCESSORS)
+
+    def successor(self, market: Market) -> Market:
+        """The open market that takes over orders placed after ``market`` closed."""
+        index = self.markets.index(market) if market in self.markets else 0
+        return self._successors[index % len(self._successors)]
+
+    def reassign_closed(
+        self, fills: list[Fill], closes_at: Callable[[Market], int | None] | None = None
+    ) -> int:
+        """Move every order with a fill at or after its market's close to an open market.
+
+        Keeps the data consistent (no trading on a closed market) without changing any fill's
+        time, amount or identity; an order moves whole, so its partial fills stay on one
+        market. Exchange takers follow the new market. Returns how many fills moved.
+        """
+        close_of = closes_at or (lambda market: market.close_at)
+        late: set[str] = set()
+        for fill in fills:
+            market = self.by_condition.get(fill.condition_id)
+            if market is None:
+                continue
+            close = close_of(market)
+            if close is not None and fill.timestamp >= close:
+                late.add(fill.order_hash)
+        moved = 0
+        for fill in fills:
+            if fill.order_hash not in late:
+                continue
+            market = self.by_condition.get(fill.condition_id)
+            if market is None or market in self._successors:
+                continue
+            target = self.successor(market)
+            outcome = market.token_ids.index(fill.token_id)
+            fill.token_id = target.token_ids[outcome]
+            fill.token_label = target.labels[outcome]
+            fill.market_slug = target.slug
+            fill.condition_id = target.condition_id
+            fill.title = target.title
+            if fill.taker in (CTF_EXCHANGE, NEG_RISK_CTF_EXCHANGE):
+                fill.taker = NEG_RISK_CTF_EXCHANGE if target.neg_risk else CTF_EXCHANGE
+            moved += 1
+        return moved
 
     def new_order(self, rng: random.Random, market: Market | None = None) -> Order:
         """A fresh order at a 2- or 3-decimal price strictly inside (0, 1)."""

@@ -32,6 +32,7 @@ class RequestStats:
             self._requests = 0
             self._by_status: Counter[int] = Counter()
             self._by_wallet: Counter[str] = Counter()
+            self._by_route: Counter[str] = Counter()
             self._rows = 0
             self._dropped = 0
             self._limited = 0
@@ -42,13 +43,15 @@ class RequestStats:
             self._in_flight = getattr(self, "_in_flight", 0)
             self._max_in_flight = self._in_flight
 
-    def arrive(self, wallet: str | None) -> None:
-        """Count a request the moment it arrives."""
+    def arrive(self, wallet: str | None, route: str | None = None) -> None:
+        """Count a request the moment it arrives (``route``: orders, activity, ...)."""
         with self._lock:
             now = self._clock()
             self._requests += 1
             if wallet:
                 self._by_wallet[wallet] += 1
+            if route:
+                self._by_route[route] += 1
             for window, span in ((self._last_1s, 1.0), (self._last_10s, 10.0)):
                 window.append(now)
                 while window[0] <= now - span:
@@ -75,7 +78,8 @@ class RequestStats:
 
     def snapshot(self) -> dict[str, Any]:
         """``requests, by_status, max_in_1s, max_in_10s, rows_served, rate_limited,
-        requests_by_wallet``, plus ``dropped`` (connections closed without a response) and
+        requests_by_wallet, requests_by_route`` (API endpoints; unknown routes uncounted),
+        plus ``dropped`` (connections closed without a response) and
         in-flight counts."""
         with self._lock:
             return {
@@ -86,6 +90,7 @@ class RequestStats:
                 "rows_served": self._rows,
                 "rate_limited": self._limited,
                 "requests_by_wallet": dict(self._by_wallet),
+                "requests_by_route": dict(self._by_route),
                 "dropped": self._dropped,
                 "in_flight": self._in_flight,
                 "max_in_flight": self._max_in_flight,

@@ -1,4 +1,4 @@
-"""All books of a simulator, the data clock, and fills added while running.
+"""All books of a simulator (fills and activity), the market catalog, and rows added while running.
 
 One lock guards every book: page slicing under it takes microseconds, and the
 expensive part of a response (joining pre-serialized rows) happens outside it.
@@ -14,7 +14,9 @@ from typing import Any
 
 import orjson
 
+from .activity import new_split
 from .book import Book
+from .catalog import Catalog
 from .clock import DataClock
 from .dataset import Dataset
 from .fill import Fill, FillKey
@@ -66,13 +68,20 @@ class Store:
         self.dataset = dataset
         self.clock = clock
         now = clock.now()
-        self.books: dict[str, Book] = {
-            w: Book.build(dataset.fills(w), now) for w in dataset.wallets
-        }
+        self.catalog = Catalog(dataset.markets, dataset.explicit_fills())
+        self.books: dict[str, Book] = {}
+        self.activity_books: dict[str, Book] = {}
+        for wallet in dataset.wallets:
+            fills = dataset.fills(wallet)
+            self.books[wallet] = Book.build(fills, now)
+            self.activity_books[wallet] = Book.build(dataset.activity(wallet, fills), now)
+            for fill in fills:
+                if fill.visible_from <= now:
+                    self.catalog.record_fill(fill)
         self.version = 0  # bumped on every change; invalidates filtered views
-        self._views: dict[Filters, tuple[int, Book]] = {}
+        self._views: dict[tuple[str, Filters], tuple[int, Book]] = {}
         self._live: dict[str, random.Random] = {}
-        self._next_due = min((b.next_due for b in self.books.values()), default=float("inf"))
+        self._next_due = self._earliest_due()
 
     @property
     def wallets(self) -> list[str]:
@@ -81,31 +90,43 @@ class Store:
 
     # ---------------------------------------------------------------- visibility
 
+    def _earliest_due(self) -> float:
+        books = (*self.books.values(), *self.activity_books.values())
+        return min((b.next_due for b in books), default=float("inf"))
+
     def promote_due(self) -> int:
-        """Make late-indexed fills whose time has come visible (O(1) when none is due)."""
+        """Make late-indexed rows whose time has come visible (O(1) when none is due).
+
+        Returns how many fills became visible (activity rows are promoted too, not counted).
+        """
         now = self.clock.now()
         if now < self._next_due:
             return 0
         with self.lock:
-            count = sum(book.promote(now) for book in self.books.values())
-            self._next_due = min((b.next_due for b in self.books.values()), default=float("inf"))
-            if count:
+            count = sum(book.promote(now, self.catalog.record_blob) for book in self.books.values())
+            moved = sum(book.promote(now) for book in self.activity_books.values())
+            self._next_due = self._earliest_due()
+            if count or moved:
                 self.version += 1
             return count
 
     # -------------------------------------------------------------------- views
 
-    def select(self, filters: Filters) -> Book:
-        """The book to page for ``filters``; call with ``lock`` held and page at once."""
+    def select(self, filters: Filters, kind: str = "orders") -> Book:
+        """The book to page for ``filters``; call with ``lock`` held and page at once.
+
+        ``kind`` is ``"orders"`` (fills) or ``"activity"``.
+        """
+        books = self.books if kind == "orders" else self.activity_books
         if filters.user_only and filters.user is not None:
-            return self.books.get(filters.user) or Book()
-        cached = self._views.get(filters)
+            return books.get(filters.user) or Book()
+        cached = self._views.get((kind, filters))
         if cached is not None and cached[0] == self.version:
             return cached[1]
         if filters.user is not None:
-            sources = [self.books[filters.user]] if filters.user in self.books else []
+            sources = [books[filters.user]] if filters.user in books else []
         else:
-            sources = list(self.books.values())
+            sources = list(books.values())
         pairs: list[tuple[FillKey, bytes]] = []
         for book in sources:
             pairs.extend(
@@ -115,7 +136,7 @@ class Store:
             )
         pairs.sort(key=lambda item: item[0])
         view = Book([k for k, _ in pairs], [b for _, b in pairs])
-        self._views[filters] = (self.version, view)
+        self._views[(kind, filters)] = (self.version, view)
         return view
 
     # -------------------------------------------------------------- live fills
@@ -130,14 +151,38 @@ class Store:
         now = self.clock.now()
         visible = 0
         with self.lock:
+            self.dataset.markets.reassign_closed(list(fills), self.catalog.closes_at)
             for fill in fills:
                 book = self.books.get(fill.user)
                 if book is None:
                     book = self.books[fill.user] = Book()
-                visible += book.add(fill, now)
+                    self.activity_books.setdefault(fill.user, Book())
+                shown = book.add(fill, now)
+                if shown:
+                    self.catalog.record_fill(fill)
+                visible += shown
                 self._next_due = min(self._next_due, book.next_due)
             self.version += 1
         return visible
+
+    def add_splits(self, wallet: str, count: int = 1) -> int:
+        """Add ``count`` SPLITs stamped 0-3 s before the data clock (new activity at the head)."""
+        wallet = wallet.lower()
+        head = int(self.clock.stamp_now())
+        now = self.clock.now()
+        added = 0
+        with self.lock:
+            rng = self._rng(wallet)
+            book = self.activity_books.setdefault(wallet, Book())
+            self.books.setdefault(wallet, Book())
+            for _ in range(count):
+                ts = head - rng.randint(0, 3)
+                split = new_split(rng, self.dataset.markets, wallet, ts, self.catalog.closes_at)
+                if split is not None:
+                    added += book.add(split, now)
+            self._next_due = min(self._next_due, book.next_due)
+            self.version += 1
+        return added
 
     def add_head(self, wallet: str, count: int = 1) -> int:
         """Add ``count`` fresh fills stamped 0-3 s before the data clock (the new head)."""
@@ -169,17 +214,20 @@ class Store:
 
     # ---------------------------------------------------------------- inspection
 
-    def visible(self, wallet: str | None = None) -> list[tuple[FillKey, bytes]]:
-        """(key, row) of every visible fill, newest first; for one wallet or all."""
+    def visible(
+        self, wallet: str | None = None, kind: str = "orders"
+    ) -> list[tuple[FillKey, bytes]]:
+        """(key, row) of every visible fill (or activity row), newest first; one wallet or all."""
         self.promote_due()
+        books = self.books if kind == "orders" else self.activity_books
         with self.lock:
             if wallet is not None:
-                book = self.books.get(wallet.lower())
+                book = books.get(wallet.lower())
                 pairs = list(zip(book.keys, book.rows, strict=True)) if book else []
             else:
                 pairs = [
                     pair
-                    for book in self.books.values()
+                    for book in books.values()
                     for pair in zip(book.keys, book.rows, strict=True)
                 ]
         pairs.sort(key=lambda item: item[0], reverse=True)

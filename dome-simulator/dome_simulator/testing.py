@@ -13,7 +13,9 @@ import requests
 from .dataset import Dataset
 from .server import DomeSimulator
 
-__all__ = ["SMALL_PAGE", "get_orders", "session_for", "small_standard", "walk"]
+__all__ = [
+    "SMALL_PAGE", "get_api", "get_orders", "session_for", "small_standard", "walk", "walk_api",
+]  # fmt: skip
 
 #: The page size ``small_standard`` is shaped around (page-1 / page / page+1 wallets).
 SMALL_PAGE = 50
@@ -78,5 +80,46 @@ def walk(
             return rows
         key = pagination.get("pagination_key")
         if mode == "cursor" and not key:
+            raise AssertionError("has_more without a pagination_key")
+    raise AssertionError("the walk did not end")
+
+
+def get_api(
+    client: requests.Session, sim: DomeSimulator, path: str, timeout: float = 10, **params: Any
+) -> requests.Response:
+    """One ``GET /v1/polymarket/<path>`` (``orders``, ``activity``, ``markets``, ``wallet``)."""
+    return client.get(f"{sim.base_url}/polymarket/{path}", params=params, timeout=timeout)
+
+
+def walk_api(
+    client: requests.Session,
+    sim: DomeSimulator,
+    path: str,
+    rows_key: str,
+    **params: Any,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every row of a cursor walk over ``activity`` or ``markets``, and each page's pagination.
+
+    List parameters go as repeated keys. Checks status 200 and a key on every page but the
+    last, raising AssertionError naming what broke.
+    """
+    rows: list[dict[str, Any]] = []
+    paginations: list[dict[str, Any]] = []
+    key: str | None = None
+    for _ in range(100_000):
+        query = dict(params, pagination_key=key) if key else params
+        response = get_api(client, sim, path, **query)
+        if response.status_code != 200:
+            raise AssertionError(f"HTTP {response.status_code}: {response.text[:500]}")
+        page = response.json()
+        rows += page[rows_key]
+        pagination = page["pagination"]
+        paginations.append(pagination)
+        if not pagination["has_more"]:
+            if "pagination_key" in pagination:
+                raise AssertionError("the last page carries a pagination_key")
+            return rows, paginations
+        key = pagination.get("pagination_key")
+        if not key:
             raise AssertionError("has_more without a pagination_key")
     raise AssertionError("the walk did not end")

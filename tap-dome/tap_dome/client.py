@@ -1,12 +1,62 @@
-"""What every Dome request carries. Requests themselves are made in one place: fetch.py.
+"""The Dome API as tap-dome calls it: its endpoints, their parameters, and one client.
 
-The key only ever travels as this header: never as a parameter, in a context, a log line,
-the state or an error message.
+Every request tap-dome makes goes through `DomeClient`: one per run, owned by the tap and
+shared by its streams, so every request counts against one rate limiter. The HTTP work
+(retries, backoff, Retry-After, clear errors) is in fetch.py. The API key only ever
+travels as the `Authorization` header: never as a parameter, in a context, a log line, the
+state or an error message.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from importlib import metadata
+from typing import Any
+
+import requests
+
+from tap_dome.fetch import FetchStats, PageFetcher
+from tap_dome.page import Page, parse_page
+from tap_dome.pagination import PageToken
+from tap_dome.ratelimit import RateLimiter
+from tap_dome.settings import RunSettings
+from tap_dome.windows import Window
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A Dome list endpoint: its path, the key of its rows, and the key of its count."""
+
+    path: str
+    rows_field: str
+    count_field: str
+
+    def parse(self, body: bytes) -> Page:
+        """One page of this endpoint; ValueError when the body is not a complete page."""
+        return parse_page(body, self.rows_field, self.count_field)
+
+
+ORDERS = Endpoint("/polymarket/orders", rows_field="orders", count_field="total")
+# Activity counts its matches in `pagination.count`, not `total` (dome-api contract).
+ACTIVITY = Endpoint("/polymarket/activity", rows_field="activities", count_field="count")
+MARKETS = Endpoint("/polymarket/markets", rows_field="markets", count_field="total")
+WALLET_PATH = "/polymarket/wallet"
+
+
+def window_params(
+    wallet: str, window: Window, limit: int, token: PageToken | None
+) -> dict[str, Any]:
+    """One page of a wallet's time window. Every page of a walk keeps these filters."""
+    params: dict[str, Any] = {
+        "user": wallet,
+        "start_time": window.start,
+        "end_time": window.end,
+        "limit": limit,
+    }
+    if token is not None:
+        params.update(token.as_params())
+    return params
 
 
 def request_headers(api_key: str) -> dict[str, str]:
@@ -20,3 +70,31 @@ def request_headers(api_key: str) -> dict[str, str]:
         "Accept": "application/json",
         "User-Agent": f"tap-dome/{version}",
     }
+
+
+class DomeClient:
+    """The one place requests are made: shared limiter, retries, counters for progress."""
+
+    def __init__(self, settings: RunSettings, api_key: str, logger: logging.Logger) -> None:
+        self.settings = settings
+        self.stats = FetchStats()
+        self.limiter = RateLimiter.for_rates(
+            settings.requests_per_second, settings.requests_per_10_seconds
+        )
+        self.fetcher = PageFetcher(
+            base_url=settings.api_url,
+            headers=request_headers(api_key),
+            limiter=self.limiter,
+            timeout=settings.request_timeout,
+            max_retries=settings.max_retries,
+            stats=self.stats,
+            logger=logger,
+        )
+
+    def page(self, endpoint: Endpoint, params: dict[str, Any]) -> requests.Response:
+        """One page of `endpoint` with these parameters (markets by id, audits, ...)."""
+        return self.fetcher.fetch(endpoint, params)
+
+    def wallet(self, **query: str) -> dict[str, Any] | None:
+        """GET /polymarket/wallet (one of eoa=, proxy=, handle=); None when unknown."""
+        return self.fetcher.lookup(WALLET_PATH, query)

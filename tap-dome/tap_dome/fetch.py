@@ -15,16 +15,18 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import requests
 
 from tap_dome.errors import DomeAuthError, DomeRequestError, DomeRetriesExhausted
-from tap_dome.page import attach_page, parse_page
+
+if TYPE_CHECKING:
+    from tap_dome.client import Endpoint
+from tap_dome.page import Page, attach_page
 from tap_dome.ratelimit import RateLimiter
 
-ORDERS_PATH = "/polymarket/orders"
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 60.0
 RETRY_AFTER_CAP_SECONDS = 300.0
@@ -45,6 +47,10 @@ class FetchStats:
             self.requests += requests
             self.retries += retries
             self.rate_limited += rate_limited
+
+
+class DomeNotFound(Exception):
+    """The API has no such object (404 "No wallet mapping"): an answer, not a failure."""
 
 
 class _Retryable(Exception):
@@ -107,7 +113,7 @@ class PageFetcher:
         logger: logging.Logger,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._url = base_url.rstrip("/") + ORDERS_PATH
+        self._base_url = base_url.rstrip("/")
         self._headers = dict(headers)
         self._limiter = limiter
         self._timeout = timeout
@@ -131,33 +137,54 @@ class PageFetcher:
         """The run's shared limiter (the scheduler sizes its concurrency from its rate)."""
         return self._limiter
 
-    def fetch(self, params: Mapping[str, Any]) -> requests.Response:
-        """GET one page of orders (parsed: see `page_of`), retrying transient failures.
+    def fetch(self, endpoint: Endpoint, params: Mapping[str, Any]) -> requests.Response:
+        """GET one page of `endpoint` (parsed: see `page_of`), retrying transient failures.
 
         Raises a DomeError subclass for anything retrying cannot fix.
         """
-        return self.fetch_timed(params)[0]
+        return self.fetch_timed(endpoint, params)[0]
 
-    def fetch_timed(self, params: Mapping[str, Any]) -> tuple[requests.Response, float]:
+    def fetch_timed(
+        self, endpoint: Endpoint, params: Mapping[str, Any]
+    ) -> tuple[requests.Response, float]:
         """As `fetch`, plus the seconds the successful attempt took on the network.
 
         The time waited at the limiter or in backoff is left out: it is the latency the
         scheduler sizes its concurrency by (Little's law), not the rate limit's queue.
         """
+        return self._send(endpoint.path, params, endpoint.parse)
+
+    def lookup(self, path: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        """GET one object (e.g. a wallet mapping); None when the API answers 404 for it."""
+        try:
+            response, _ = self._send(path, params, None)
+        except DomeNotFound:
+            return None
+        body = orjson.loads(response.content)
+        if not isinstance(body, dict):
+            raise DomeRequestError(f"Dome API answered GET {path} with {type(body).__name__}")
+        return body
+
+    def _send(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        parse: Callable[[bytes], Page] | None,
+    ) -> tuple[requests.Response, float]:
         attempt = 0
         while True:
             self._limiter.acquire()
             self._stats.add(requests=1)
             started = time.monotonic()
             try:
-                return self._attempt(params), time.monotonic() - started
+                return self._attempt(path, params, parse), time.monotonic() - started
             except _Retryable as failure:
                 attempt += 1
                 if attempt > self._max_retries:
                     raise DomeRetriesExhausted(
                         f"Dome API request failed {attempt} times in a row (last: "
                         f"{failure.reason}); giving up after `max_retries`={self._max_retries}. "
-                        f"Request: GET {ORDERS_PATH} {describe_params(params)}",
+                        f"Request: GET {path} {describe_params(params)}",
                     ) from None
                 delay = self._backoff(attempt, failure.wait)
                 if failure.wait is not None:
@@ -179,9 +206,15 @@ class PageFetcher:
         ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
         return self._rng.uniform(ceiling / 2, ceiling)
 
-    def _attempt(self, params: Mapping[str, Any]) -> requests.Response:
+    def _attempt(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        parse: Callable[[bytes], Page] | None,
+    ) -> requests.Response:
+        url = self._base_url + path
         try:
-            response = self._session().get(self._url, params=params, timeout=self._timeout)
+            response = self._session().get(url, params=params, timeout=self._timeout)
         except (requests.Timeout, requests.ConnectionError) as exc:
             raise _Retryable(f"{type(exc).__name__}: connection failed or timed out") from None
         except requests.exceptions.InvalidURL as exc:
@@ -191,7 +224,10 @@ class PageFetcher:
         status = response.status_code
         if status == 200:
             try:
-                return attach_page(response, parse_page(response.content))
+                if parse is None:
+                    orjson.loads(response.content)  # a cut body is retried like any other
+                    return response
+                return attach_page(response, parse(response.content))
             except ValueError as exc:
                 raise _Retryable(f"invalid or truncated JSON body ({exc})") from None
         if status == 429:
@@ -202,12 +238,14 @@ class PageFetcher:
             wait = retry_after_seconds(response.headers.get("Retry-After"))
             raise _Retryable(f"HTTP {status} {_api_message(response)[:120]}", wait)
         message = _api_message(response)
-        request = f"GET {ORDERS_PATH} {describe_params(params)}"
+        request = f"GET {path} {describe_params(params)}"
         if status in (401, 403) and "docs" not in message and "offset" not in message.lower():
             raise DomeAuthError(
                 f"Dome API refused the key (HTTP {status}: {message}). Check the `api_key` "
                 f"setting (TAP_DOME_API_KEY / DOME_API_KEY) and its tier. Request: {request}",
             )
+        if status == 404 and parse is None and "no wallet mapping" in message.lower():
+            raise DomeNotFound(message)
         if status == 404:
             raise DomeRequestError(
                 f"Dome API answered HTTP 404 ({message}). Check the `api_url` setting "

@@ -1,4 +1,4 @@
-"""The parsed form of one orders response, carried on its `requests.Response`."""
+"""The parsed form of one page of a Dome list endpoint, carried on its `requests.Response`."""
 
 from __future__ import annotations
 
@@ -13,26 +13,30 @@ PAGE_ATTRIBUTE = "dome_page"
 
 @dataclass(frozen=True)
 class Page:
-    """One parsed response of the orders endpoint."""
+    """One parsed response: its rows (fills, activities, markets) and its pagination.
 
-    orders: list[dict[str, Any]]
+    `total` is the API's count of rows matching the query's filters (`pagination.total` on
+    orders and markets, `pagination.count` on activity), frozen at the walk's first page.
+    """
+
+    rows: list[dict[str, Any]]
     has_more: bool
     pagination_key: str | None
     total: int | None
 
 
-def parse_page(body: bytes) -> Page:
-    """Parse a response body; raises ValueError when it is not a complete orders page."""
+def parse_page(body: bytes, rows_field: str = "orders", count_field: str = "total") -> Page:
+    """Parse a response body; raises ValueError when it is not a complete page."""
     data = orjson.loads(body)
-    if not isinstance(data, dict) or not isinstance(data.get("orders"), list):
-        raise ValueError("response has no `orders` list")
+    if not isinstance(data, dict) or not isinstance(data.get(rows_field), list):
+        raise ValueError(f"response has no `{rows_field}` list")
     pagination = data.get("pagination") or {}
     if not isinstance(pagination, dict):
         raise ValueError("response `pagination` is not an object")
-    total = pagination.get("total")
+    total = pagination.get(count_field)
     key = pagination.get("pagination_key")
     return Page(
-        orders=data["orders"],
+        rows=data[rows_field],
         has_more=bool(pagination.get("has_more")),
         pagination_key=str(key) if key else None,
         total=_as_int(total),

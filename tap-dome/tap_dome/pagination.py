@@ -40,7 +40,7 @@ class DomePaginator(BaseAPIPaginator[PageToken | None]):
     def has_more(self, response: requests.Response) -> bool:
         """`has_more: false` ends the walk."""
         page = page_of(response)
-        if page.has_more and not page.orders:
+        if page.has_more and not page.rows:
             raise DomePaginationError(
                 "Dome API returned an empty page with has_more=true; stopping instead of "
                 f"looping (after {self.rows_read} rows, token {self.current_value})",
@@ -50,7 +50,7 @@ class DomePaginator(BaseAPIPaginator[PageToken | None]):
     def get_next(self, response: requests.Response) -> PageToken | None:
         """The cursor from the response, else the offset after the rows read so far."""
         page = page_of(response)
-        self.rows_read += len(page.orders)
+        self.rows_read += len(page.rows)
         previous = self.current_value
         if page.pagination_key and previous and page.pagination_key == previous.pagination_key:
             raise DomePaginationError(

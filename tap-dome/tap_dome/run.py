@@ -1,9 +1,9 @@
-"""One sync of the orders stream: what to read for each wallet, how, and the checkpoints.
+"""One sync of a per-wallet stream: what to read for each wallet, how, and the checkpoints.
 
-Built once per run by the stream. It owns the resolved settings, the Dome client (the only
-place requests are made: fetch.py behind a shared rate limiter), the fetch scheduler, the
-progress line and the checkpoint policy. The stream only turns its events into records and
-STATE messages.
+Built once per run by the stream. It holds the resolved settings, the Dome client (client.py:
+the only place requests are made, behind the tap's one rate limiter), and owns the fetch
+scheduler, the progress line and the checkpoint policy. The stream only turns its events
+into records and STATE messages.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 from tap_dome.checkpoints import Checkpoints
+from tap_dome.client import DomeClient, Endpoint
 from tap_dome.events import Event
-from tap_dome.fetch import FetchStats, PageFetcher
 from tap_dome.progress import Progress
-from tap_dome.ratelimit import RateLimiter
 from tap_dome.scheduler import FetchScheduler
 from tap_dome.settings import RunSettings
 from tap_dome.windows import Window
@@ -30,22 +29,30 @@ class SyncRun:
         self,
         settings: RunSettings,
         *,
-        headers: dict[str, str],
+        wallets: tuple[str, ...],
+        client: DomeClient,
+        endpoint: Endpoint,
         states: list[tuple[str, MutableMapping[str, Any]]],
         replication_key: str,
         logger: logging.Logger,
     ) -> None:
         self.settings = settings
+        self.wallets = wallets
+        # Kept past the scheduler's end, for the streams that follow (services.py).
+        self.first_totals: dict[str, tuple[Window, int, float]] = {}
+        self.data_clock: int | None = None
         self.checkpoints = Checkpoints(
             replication_key=replication_key,
             every_fills=settings.max_window_fills // 2,
         )
         self.checkpoints.track(states)  # a bad bookmark fails here, before any request
-        self._headers = headers
+        self._client = client
+        self._endpoint = endpoint
         self._logger = logger
         self._scheduler: FetchScheduler | None = None
         self._progress: Progress | None = None
         self._remaining: deque[str] = deque()
+        self.finished = False  # every wallet of the plan has been read
 
     def window(self, wallet: str) -> Window | None:
         """What to read for a wallet: from its bookmark minus lookback (or start_date) on."""
@@ -71,6 +78,7 @@ class SyncRun:
             self._progress.wallets_done += 1
         if not self._remaining:
             self.close()
+            self.finished = True
 
     def count_fills(self, count: int) -> None:
         """Fills handed to the output: for the checkpoint cadence and the progress line."""
@@ -82,6 +90,10 @@ class SyncRun:
         """Stop the workers and log the final progress line."""
         if self._scheduler is not None:
             self._scheduler.close()
+            self.first_totals.update(self._scheduler.first_totals)
+            clock = self._scheduler.data_clock
+            if clock is not None and (self.data_clock is None or clock > self.data_clock):
+                self.data_clock = clock
             self._scheduler = None
         if self._progress is not None:
             self._progress.stop()
@@ -94,25 +106,13 @@ class SyncRun:
             self._remaining.popleft()
             return self._scheduler
         self.close()
-        wallets = list(self.settings.wallets)
+        wallets = list(self.wallets)
         order = wallets[wallets.index(wallet) :] if wallet in wallets else [wallet]
         settings = self.settings
-        stats = FetchStats()
-        fetcher = PageFetcher(
-            base_url=settings.api_url,
-            headers=self._headers,
-            limiter=RateLimiter.for_rates(
-                settings.requests_per_second,
-                settings.requests_per_10_seconds,
-            ),
-            timeout=settings.request_timeout,
-            max_retries=settings.max_retries,
-            stats=stats,
-            logger=self._logger,
-        )
         self._scheduler = FetchScheduler(
             [(w, self.window(w)) for w in order],
-            fetcher,
+            self._client.fetcher,
+            endpoint=self._endpoint,
             page_size=settings.page_size,
             max_concurrency=settings.max_concurrency,
             max_window_fills=settings.max_window_fills,
@@ -120,7 +120,7 @@ class SyncRun:
         ).start()
         self._progress = Progress(
             wallets_total=len(order),
-            stats=stats,
+            stats=self._client.stats,
             logger=self._logger,
             interval=settings.progress_interval,
         ).start()

@@ -37,11 +37,13 @@ import itertools
 import logging
 import math
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from tap_dome.client import ORDERS, Endpoint, window_params
 from tap_dome.concurrency import LATENCY_WEIGHT, ConcurrencyGate, WorkerPool
 from tap_dome.events import Event, FillsFetched, WindowDone
 from tap_dome.fetch import PageFetcher
@@ -222,6 +224,7 @@ class FetchScheduler:
         plans: list[tuple[str, Window | None]],
         fetcher: PageFetcher,
         *,
+        endpoint: Endpoint = ORDERS,
         page_size: int,
         max_concurrency: int,
         max_window_fills: int,
@@ -229,6 +232,7 @@ class FetchScheduler:
         max_buffered_fills: int = MAX_BUFFERED_FILLS,
     ) -> None:
         self._fetcher = fetcher
+        self._endpoint = endpoint
         self._page_size = page_size
         self._max_window_fills = max_window_fills
         self._slice_fills = slice_pages(page_size) * page_size
@@ -246,6 +250,9 @@ class FetchScheduler:
         self._closed = False
         self._data_clock: int | None = None  # newest fill timestamp any response has shown
         self.counts = SchedulerCounts()
+        # The API's count for each wallet's whole planned window, from its first page (the
+        # completeness audit uses it: audits.py), and when that page came back.
+        self.first_totals: dict[str, tuple[Window, int, float]] = {}
         self._top: dict[str, list[WindowJob]] = {}
         for index, (wallet, window) in enumerate(plans):
             jobs = [] if window is None else [WindowJob(wallet, window, (index,))]
@@ -365,25 +372,16 @@ class FetchScheduler:
             self._pool.submit(functools.partial(self._fetch, job, params))
 
     def _params(self, job: WindowJob) -> dict[str, Any]:
-        params: dict[str, Any] = {
-            "user": job.wallet,
-            "start_time": job.window.start,
-            "end_time": job.window.end,
-            "limit": self._page_size,
-        }
-        token = job.paginator.current_value
-        if token is not None:
-            params.update(token.as_params())
-        return params
+        return window_params(job.wallet, job.window, self._page_size, job.paginator.current_value)
 
     # Worker side
 
     def _fetch(self, job: WindowJob, params: dict[str, Any]) -> None:
         """A worker thread: one request of `job` (its only one in flight), then its page."""
         try:
-            response, seconds = self._fetcher.fetch_timed(params)
+            response, seconds = self._fetcher.fetch_timed(self._endpoint, params)
             page = page_of(response)
-            newest = newest_timestamp(page.orders)
+            newest = newest_timestamp(page.rows)
             cut = self._cut(job.window, page) if job.state is JobState.PENDING else None
             if cut is None:
                 job.paginator.advance(response)
@@ -397,8 +395,10 @@ class FetchScheduler:
             self._in_flight -= 1
             self._gate.observe(seconds)
             self._see(job, newest)
-            kept = len(page.orders) if cut is None else len(cut.kept)
-            self._budget.arrived(job, len(page.orders), kept)
+            if len(job.order) == 1 and job.state is JobState.PENDING and page.total is not None:
+                self.first_totals[job.wallet] = (job.window, page.total, time.time())
+            kept = len(page.rows) if cut is None else len(cut.kept)
+            self._budget.arrived(job, len(page.rows), kept)
             if cut is None:
                 self._add_page(job, page)
             else:
@@ -415,8 +415,8 @@ class FetchScheduler:
             job.data_clock = newest
 
     def _add_page(self, job: WindowJob, page: Page) -> None:
-        if page.orders:
-            job.pages.append(page.orders)
+        if page.rows:
+            job.pages.append(page.rows)
         if job.paginator.finished:
             job.state = JobState.DONE
         else:
@@ -430,7 +430,7 @@ class FetchScheduler:
         total = estimate_fills(window, first)
         if slice_count(total, self._slice_fills, self._max_window_fills) < 2:
             return None
-        covered = covered_by_first_page(window, first.orders)
+        covered = covered_by_first_page(window, first.rows)
         if covered is None:  # the page is dropped and the whole window sliced
             slices = split(window, self._count(total))
             return Cut(None, slices, total // max(1, len(slices))) if slices else None

@@ -99,10 +99,10 @@ def estimate_fills(window: Window, first_page: Page) -> int:
     if first_page.total is not None:
         return first_page.total
     if not first_page.has_more:
-        return len(first_page.orders)
-    stamps = [timestamp_of(fill) for fill in first_page.orders]
+        return len(first_page.rows)
+    stamps = [timestamp_of(fill) for fill in first_page.rows]
     span = max(stamps) - min(stamps) + 1 if stamps else window.seconds
-    return math.ceil(len(first_page.orders) * window.seconds / max(span, 1))
+    return math.ceil(len(first_page.rows) * window.seconds / max(span, 1))
 
 
 def slice_count(fills: int, target: int, max_fills: int) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from dome_simulator import Dataset, DomeSimulator, WalletSpec
+from tap_dome.client import ORDERS
 from tap_dome.errors import DomeAuthError
 from tap_dome.events import WindowDone
 from tap_dome.fetch import FetchStats, PageFetcher
@@ -144,9 +145,9 @@ def test_retry_after_is_honoured_and_pauses_every_request(split_heavy: DomeSimul
         fetcher = _fetcher(split_heavy, stats=stats)
         params = {"user": split_heavy.wallets[1], "start_time": START, "end_time": int(time.time())}
         started = time.monotonic()
-        fetcher.fetch(params)
+        fetcher.fetch(ORDERS, params)
         first = time.monotonic() - started
-        fetcher.fetch(params)
+        fetcher.fetch(ORDERS, params)
     finally:
         split_heavy.clear_faults()
     assert first >= 2.0, "the retry came before Retry-After"

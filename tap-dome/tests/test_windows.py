@@ -37,10 +37,10 @@ def test_slice_count_cuts_long_windows_only() -> None:
 
 def test_estimate_prefers_total_then_extrapolates() -> None:
     window = Window(0, 999)
-    with_total = Page(orders=[{"timestamp": 1}], has_more=True, pagination_key="k", total=5000)
+    with_total = Page(rows=[{"timestamp": 1}], has_more=True, pagination_key="k", total=5000)
     assert estimate_fills(window, with_total) == 5000
     stamps = [{"timestamp": 900 + i % 100} for i in range(100)]
-    without = Page(orders=stamps, has_more=True, pagination_key="k", total=None)
+    without = Page(rows=stamps, has_more=True, pagination_key="k", total=None)
     assert estimate_fills(window, without) == 1000
 
 

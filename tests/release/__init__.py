@@ -1,0 +1,1 @@
+"""Release checks: PyPI distributions, the Meltano Hub definition, workflows, lock files."""
