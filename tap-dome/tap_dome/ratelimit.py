@@ -28,16 +28,14 @@ from collections.abc import Callable
 # closer together than they left.
 WINDOW_SLACK_SECONDS = 0.1
 WINDOW_SLACK_SHARE = 0.02
+# Consecutive slots are at least this share of a budget's average gap (window / limit)
+# apart: bursts still run at twice the budget's average rate.
+SPACING_SHARE = 0.5
 
 
 def window_slack(window: float) -> float:
     """The slack added to a budget's window."""
     return max(WINDOW_SLACK_SECONDS, WINDOW_SLACK_SHARE * window)
-
-
-# Consecutive slots are at least this share of a budget's average gap (window / limit)
-# apart: bursts still run at twice the budget's average rate.
-SPACING_SHARE = 0.5
 
 
 class RateLimiter:

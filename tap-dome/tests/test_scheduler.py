@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import threading
 import time
 from typing import Any
@@ -16,10 +17,11 @@ import pytest
 
 from dome_simulator import Dataset, DomeSimulator, WalletSpec
 from tap_dome.client import ORDERS
+from tap_dome.concurrency import HEADROOM, SPARE, ConcurrencyGate
 from tap_dome.errors import DomeAuthError
 from tap_dome.events import WindowDone
 from tap_dome.fetch import FetchStats, PageFetcher
-from tap_dome.ratelimit import RateLimiter
+from tap_dome.ratelimit import RateLimiter, window_slack
 from tap_dome.scheduler import FetchScheduler, slice_pages
 from tap_dome.windows import Window
 
@@ -263,3 +265,46 @@ def test_memory_is_bounded_by_the_budget_not_by_the_wallet() -> None:
     small, big = peaks
     assert big <= 2_000 + 2 * 100  # the budget, plus the page the head may always fetch
     assert big <= 1.15 * small
+
+
+def test_in_flight_follows_the_rate_and_the_observed_latency() -> None:
+    dev = RateLimiter.for_rates(100, 500)
+    gate = ConcurrencyGate(dev.burst_rate, cap=128)
+    assert 90 < dev.burst_rate <= 100  # the per-second budget, not the 10-second average
+    gate.observe(0.25)
+    assert gate.limit == math.ceil(dev.burst_rate * 0.25 * HEADROOM) + SPARE
+    for _ in range(50):  # the moving average follows a slower network
+        gate.observe(1.0)
+    assert gate.limit == 128  # the cap
+    free = ConcurrencyGate(RateLimiter.for_rates(10, 100).burst_rate, cap=128)
+    free.observe(0.2)
+    assert free.limit <= 6
+
+
+class _LateClock:
+    """A fake clock whose sleeps overrun by `late` seconds once (a thread waking late)."""
+
+    def __init__(self, late: float) -> None:
+        self.now = 0.0
+        self.late = late
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds + self.late
+        self.late = 0.0
+
+
+def test_a_caller_waking_late_pushes_the_next_window_back() -> None:
+    clock = _LateClock(late=0.3)
+    limiter = RateLimiter([(1.0, 2), (10.0, 100)], clock=clock.time, sleep=clock.sleep)
+    sends = []
+    for _ in range(6):
+        limiter.acquire()
+        sends.append(clock.now)
+    # The second request's slot was spaced after the first, but it left 0.3 s late: the
+    # server counts it then, so the fourth may not leave within a second of that moment.
+    assert sends[1] > 0.3
+    for i in range(len(sends) - 2):
+        assert sends[i + 2] - sends[i] >= 1.0 + window_slack(1.0) - 1e-9
