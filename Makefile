@@ -21,6 +21,7 @@ lint: setup
 
 bench: setup
 	.venv/bin/python bench/run.py
+	.venv/bin/python bench/rate.py
 	.venv/bin/python bench/loaders.py
 
 # Every lock file (root .venv, each Meltano plugin, the BigQuery test harness) from its inputs,
