@@ -21,6 +21,8 @@ lint: setup
 
 bench: setup
 	.venv/bin/python bench/run.py
+	.venv/bin/python bench/rate.py
+	.venv/bin/python bench/loaders.py
 	.venv/bin/python bench/job.py
 
 # The catalog Meltano hands the tap (extract/README.md), after changing `select` or the streams.

@@ -161,6 +161,27 @@ if mode == "simulator" and control:
             f"{len(ids - truth)} unexpected"
         )
     check = f" (= the simulator's {len(truth)} fills, checked by order_id)"
+extras = []
+if schema_of("dim_markets") and schema_of("fct_activity"):
+    markets, resolved = con.execute(
+        f'select count(*), count(*) filter (where is_resolved) from "{fct_schema}".dim_markets'
+    ).fetchone()
+    events = con.execute(f'select count(*) from "{fct_schema}".fct_activity').fetchone()[0]
+    extras.append(
+        f"  markets in dim_markets: {markets} ({resolved} resolved); "
+        f"split/merge/redeem events in fct_activity: {events}"
+    )
+if schema_of("wallet_completeness"):
+    audited, short, missing = con.execute(
+        "select count(*), count(*) filter (where not is_complete), coalesce(sum(missing_fills), 0) "
+        f'from "{fct_schema}".wallet_completeness'
+    ).fetchone()
+    extras.append(
+        f"  completeness (wallet_completeness): {audited} wallet(s) audited, "
+        + (f"{short} missing {missing} fill(s)" if short else "none missing a fill")
+        if audited
+        else "  completeness (wallet_completeness): no audits loaded yet"
+    )
 secs = int(os.environ["DOME_JOB_ELAPSED"])
 py = os.path.join(os.getcwd(), ".venv", "bin", "python")
 print()
@@ -168,6 +189,8 @@ print(f"== tap-dome: done ({'simulator demo' if mode == 'simulator' else 'Dome A
 print(f"  fills loaded (raw rows in tap_dome.orders, duplicates included): {raw}")
 print(f"  distinct fills in {fct_schema}.fct_orders: {fct}{check}")
 print(f"  wallets: {os.environ['DOME_JOB_WALLETS']} configured, {fct_wallets} with fills")
+for line in extras:
+    print(line)
 print(f"  time taken: {secs // 60} min {secs % 60} s")
 print(f"  DuckDB file: {path}")
 print("  query it, e.g.:")

@@ -9,9 +9,8 @@ row and value for value; then `dbt build --full-refresh` must give the same tabl
 `dbt docs generate` must work. With a BigQuery-capable dbt at hand it also parses the project
 for BigQuery and checks fct_orders' partitioning, clustering and strategy there.
 
-dbt comes from Meltano's plugin virtualenv (set up by `make test` through bootstrap and
-`meltano install`), or from DOME_DBT_BIN; without one the tests skip. DuckDB is driven with
-that virtualenv's Python, so the file format always matches dbt's duckdb.
+dbt and DuckDB come through tests/dbt_warehouse.py (Meltano's dbt, or DOME_DBT_BIN; without
+one the tests skip).
 """
 
 from __future__ import annotations
@@ -19,49 +18,20 @@ from __future__ import annotations
 import calendar
 import json
 import os
-import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.dbt_warehouse import (
+    MELTANO_DBT_BIGQUERY,
+    Warehouse,
+    adapters,
+    open_warehouse,
+)
+
 pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).resolve().parents[1]
-PROJECT_DIR = ROOT / "transform"
-PROFILES_DIR = PROJECT_DIR / "profiles"
-MELTANO_DBT = ROOT / ".meltano/utilities/dbt-duckdb/venv/bin/dbt"
-MELTANO_DBT_BIGQUERY = ROOT / ".meltano/utilities/dbt-bigquery/venv/bin/dbt"
-
-DBT_TIMEOUT = 300
-
-
-def _find_dbt() -> Path | None:
-    explicit = os.environ.get("DOME_DBT_BIN")
-    if explicit:
-        return Path(explicit)
-    return MELTANO_DBT if MELTANO_DBT.exists() else None
-
-
-def _venv_python(dbt_bin: Path) -> Path:
-    return dbt_bin.parent / "python"
-
-
-def _adapters(dbt_bin: Path) -> set[str]:
-    code = (
-        "import importlib.util as u;"
-        "print(' '.join(a for a in ('duckdb', 'bigquery') if u.find_spec('dbt.adapters.' + a)))"
-    )
-    out = subprocess.run(
-        [str(_venv_python(dbt_bin)), "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return set(out.stdout.split())
-
 
 # ---------------------------------------------------------------------------------------------
 # DuckDB, through the dbt virtualenv's Python
@@ -86,117 +56,14 @@ RAW_COLUMNS = [
     "_sdc_batched_at",
 ]  # fmt: skip
 
-DUCKDB_SCRIPT = r"""
-import datetime, decimal, json, sys
-import duckdb
 
-request = json.load(sys.stdin)
-con = duckdb.connect(request["db"])
-if request["op"] == "append":
-    con.execute(request["ddl"])
-    columns = request["columns"]
-    quoted = ", ".join('"%s"' % c for c in columns)
-    marks = ", ".join("?" for _ in columns)
-    con.executemany(
-        "insert into tap_dome.orders (%s) values (%s)" % (quoted, marks),
-        [[row.get(c) for c in columns] for row in request["rows"]],
-    )
-    print(json.dumps({"ok": True}))
-else:
-    cursor = con.execute(request["sql"])
-    names = [d[0] for d in cursor.description]
-    def plain(value):
-        if isinstance(value, (datetime.datetime, datetime.date)):
-            return value.isoformat()
-        if isinstance(value, decimal.Decimal):
-            return int(value) if value == int(value) else float(value)
-        return value
-    rows = [{n: plain(v) for n, v in zip(names, r)} for r in cursor.fetchall()]
-    types = {d[0]: str(d[1]) for d in cursor.description}
-    print(json.dumps({"rows": rows, "types": types}))
-"""
-
-
-@dataclass
-class Warehouse:
-    """A DuckDB file plus the dbt that builds the project into it."""
-
-    dbt: Path
-    db: Path
-    workdir: Path
-
-    def duckdb(self, request: dict[str, Any]) -> dict[str, Any]:
-        out = subprocess.run(
-            [str(_venv_python(self.dbt)), "-c", DUCKDB_SCRIPT],
-            input=json.dumps({"db": str(self.db), **request}),
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert out.returncode == 0, out.stderr
-        result: dict[str, Any] = json.loads(out.stdout)
-        return result
-
-    def append_raw(self, rows: list[dict[str, Any]]) -> None:
-        self.duckdb({"op": "append", "ddl": RAW_DDL, "columns": RAW_COLUMNS, "rows": rows})
-
-    def query(self, sql: str) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = self.duckdb({"op": "query", "sql": sql})["rows"]
-        return rows
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("DBT_", "DOME_RAW_", "TARGET_BIGQUERY_"))
-        }
-        env.update(
-            DBT_TARGET="duckdb",
-            DBT_DUCKDB_PATH=str(self.db),
-            DBT_PROJECT_DIR=str(PROJECT_DIR),
-            DBT_PROFILES_DIR=str(PROFILES_DIR),
-            DBT_TARGET_PATH=str(self.workdir / "target"),
-            DBT_LOG_PATH=str(self.workdir / "logs"),
-            DBT_SEND_ANONYMOUS_USAGE_STATS="false",
-            DO_NOT_TRACK="1",
-            DBT_USE_COLORS="false",
-            DBT_VERSION_CHECK="false",
-        )
-        env.update(extra)
-        return env
-
-    def dbt_run(self, *args: str, dbt: Path | None = None, **env: str) -> str:
-        started = time.monotonic()
-        out = subprocess.run(
-            [str(dbt or self.dbt), *args],
-            cwd=ROOT,
-            env=self.env(**env),
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=DBT_TIMEOUT,
-        )
-        took = time.monotonic() - started
-        print(f"dbt {' '.join(args)}: exit {out.returncode} in {took:.1f}s")
-        assert out.returncode == 0, f"dbt {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}"
-        return out.stdout
+def append_orders(wh: Warehouse, rows: list[dict[str, Any]]) -> None:
+    wh.append("tap_dome.orders", RAW_DDL, RAW_COLUMNS, rows)
 
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
-    dbt = _find_dbt()
-    if dbt is None:
-        pytest.skip(
-            f"no dbt: {MELTANO_DBT.relative_to(ROOT)} is missing (`make test` installs it "
-            "through meltano install) and DOME_DBT_BIN is not set"
-        )
-    if not dbt.exists():
-        pytest.fail(f"DOME_DBT_BIN={dbt} does not exist")
-    if "duckdb" not in _adapters(dbt):
-        pytest.skip(f"{dbt} has no dbt-duckdb adapter")
-    workdir = tmp_path_factory.mktemp("dbt")
-    return Warehouse(dbt=dbt, db=workdir / "dome.duckdb", workdir=workdir)
+    return open_warehouse(tmp_path_factory)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -375,7 +242,7 @@ def fct_orders(wh: Warehouse) -> list[dict[str, Any]]:
 
 
 def test_first_build_deduplicates(warehouse: Warehouse) -> None:
-    warehouse.append_raw(BATCH_1)
+    append_orders(warehouse, BATCH_1)
     out = warehouse.dbt_run("build")
     assert "PASS=" in out
     assert "ERROR=0" in out
@@ -387,8 +254,20 @@ def test_first_build_deduplicates(warehouse: Warehouse) -> None:
     ]
 
 
+def test_streams_not_loaded_give_empty_models(warehouse: Warehouse) -> None:
+    """Only the orders raw table exists: the models over the other streams build, empty."""
+    for model in ("stg_dome__markets", "dim_markets", "fct_activity", "wallet_completeness"):
+        assert warehouse.query(f"select count(*) as n from main.{model}") == [{"n": 0}], model
+    positions = warehouse.query(
+        "select wallet, token_id, is_resolved, realized_pnl_usdc, fills "
+        "from main.wallet_positions order by wallet, token_id"
+    )
+    assert sum(p["fills"] for p in positions) == len(AFTER_RUN_1)
+    assert all(p["is_resolved"] is False and p["realized_pnl_usdc"] is None for p in positions)
+
+
 def test_incremental_build_processes_only_new_rows(warehouse: Warehouse) -> None:
-    warehouse.append_raw(BATCH_2)
+    append_orders(warehouse, BATCH_2)
     out = warehouse.dbt_run("build")
     assert "ERROR=0" in out
 
@@ -504,7 +383,7 @@ def test_bigquery_config(warehouse: Warehouse, tmp_path: Path) -> None:
     dbt = Path(os.environ.get("DOME_DBT_BIGQUERY_BIN", MELTANO_DBT_BIGQUERY))
     if not dbt.exists():
         dbt = warehouse.dbt
-    if "bigquery" not in _adapters(dbt):
+    if "bigquery" not in adapters(dbt):
         pytest.skip("no dbt with the BigQuery adapter (the dbt-bigquery plugin is not installed)")
     keyfile = tmp_path / "key.json"
     keyfile.write_text("{}")
@@ -530,9 +409,15 @@ def test_bigquery_config(warehouse: Warehouse, tmp_path: Path) -> None:
     }
     assert fct["cluster_by"] == ["wallet", "condition_id"]
     assert nodes["wallet_daily"]["config"]["partition_by"]["field"] == "filled_date"
-    source = next(iter(manifest["sources"].values()))
-    assert (source["database"], source["schema"], source["identifier"]) == (
-        "dome-test",
-        "raw_dome",
-        "orders",
-    )
+    activity = nodes["fct_activity"]["config"]
+    assert activity["incremental_strategy"] == "insert_overwrite"
+    assert activity["partition_by"]["field"] == "occurred_date"
+    assert activity["cluster_by"] == ["wallet", "condition_id"]
+    sources = {
+        s["name"]: (s["database"], s["schema"], s["identifier"])
+        for s in manifest["sources"].values()
+    }
+    assert sources == {
+        name: ("dome-test", "raw_dome", name)
+        for name in ("orders", "markets", "activity", "wallet_audits")
+    }

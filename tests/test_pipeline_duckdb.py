@@ -12,8 +12,10 @@ import subprocess
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from dome_simulator import Dataset, WalletSpec
@@ -98,6 +100,85 @@ def test_loader_appends_every_row(make_pipeline: MakePipeline) -> None:
     assert [(r[1], int(r[2]), r[3]) for r in rows] == [
         (e["title"], e["timestamp"], e["price"]) for e in expected
     ]
+
+
+def test_loader_loads_batch_files(make_pipeline: MakePipeline, tmp_path: Path) -> None:
+    """BATCH messages (the tap's batch_config files, gzip JSONL) go straight into the table by
+    one INSERT each, RECORDs around them still load, and each STATE after a BATCH is emitted
+    once the rows before it are committed."""
+    import gzip
+
+    pipe = make_pipeline(Dataset.custom([0]))
+    schema = {
+        "type": "object",
+        "properties": {
+            "order_id": {"type": "string"},
+            "title": {"type": ["string", "null"]},
+            "timestamp": {"type": "integer"},
+            "price": {"type": ["number", "null"]},
+            "filled_at": {"type": "string", "format": "date-time"},
+        },
+    }
+
+    def row(i: int) -> dict[str, Any]:
+        return {
+            "order_id": f"0xb:{i}",
+            "title": None if i % 4 == 0 else f'T{i}, "q"',
+            "timestamp": 1_700_000_000 + i,
+            "price": 0.5 + i / 100,
+            "filled_at": f"2023-11-14T22:13:{i % 60:02d}Z",
+        }
+
+    files = []
+    for n, (start, stop) in enumerate([(0, 30), (30, 75)]):
+        path = tmp_path / f"batch-{n}.json.gz"
+        with gzip.open(path, "wt") as fh:
+            fh.writelines(json.dumps(row(i)) + "\n" for i in range(start, stop))
+        files.append(path)
+
+    def batch(path: Path) -> dict[str, Any]:
+        encoding = {"format": "jsonl", "compression": "gzip"}
+        return {
+            "type": "BATCH",
+            "stream": "orders",
+            "encoding": encoding,
+            "manifest": [path.as_uri()],
+        }
+
+    def state(n: int) -> dict[str, Any]:
+        return {"type": "STATE", "value": {"bookmarks": {"orders": {"n": n}}}}
+
+    messages = [
+        {
+            "type": "SCHEMA",
+            "stream": "orders",
+            "schema": schema,
+            "key_properties": ["order_id"],
+        },
+        batch(files[0]),
+        state(1),
+        {"type": "RECORD", "stream": "orders", "record": row(100)},
+        batch(files[1]),
+        state(2),
+    ]
+    proc = invoke_loader(pipe, messages)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    states = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    assert {"bookmarks": {"orders": {"n": 1}}} in states
+    assert states[-1] == {"bookmarks": {"orders": {"n": 2}}}
+    assert not any(path.exists() for path in files), "a loaded BATCH file was left behind"
+    with pipe.connect() as con:
+        rows = con.execute(
+            'select order_id, title, "timestamp", price, filled_at, _sdc_batched_at '
+            'from tap_dome.orders order by "timestamp"'
+        ).fetchall()
+    want = [row(i) for i in [*range(75), 100]]
+    assert [r[0] for r in rows] == [w["order_id"] for w in want]
+    assert [(r[1], int(r[2]), r[3]) for r in rows] == [
+        (w["title"], w["timestamp"], w["price"]) for w in want
+    ]
+    assert rows[5][4] == datetime(2023, 11, 14, 22, 13, 5)
+    assert all(r[5] is not None for r in rows)
 
 
 AWKWARD_STRINGS = [
@@ -362,8 +443,10 @@ def test_added_wallet_is_backfilled_alone(make_pipeline: MakePipeline) -> None:
     requests = pipe.sim.stats()["requests_by_wallet"]
     backfill_pages = -(-450 // 50)
     assert requests.get(new, 0) >= backfill_pages, requests
-    for wallet in old:  # only the lookback before each bookmark: a page or two
-        assert 0 < requests.get(wallet, 0) <= 2, requests
+    # Old wallets: only the lookback before each bookmark, a page of orders and one of
+    # activity, and at most one audit probe (audit_wallets_per_run).
+    for wallet in old:
+        assert 0 < requests.get(wallet, 0) <= 3, requests
 
     marks = bookmarks(pipe.state())
     assert set(marks) == {*old, new}
@@ -379,3 +462,57 @@ def test_added_wallet_is_backfilled_alone(make_pipeline: MakePipeline) -> None:
     proc = pipe.meltano("invoke", "dbt-duckdb", "build", "--full-refresh")
     assert proc.returncode == 0, proc.stdout[-6000:]
     assert content(pipe.assert_exact()) == content(fct)
+
+
+def _completeness(pipe: Pipeline) -> dict[str, tuple[int, int, int]]:
+    """wallet -> (api_total, missing_fills, extra_fills) from wallet_completeness."""
+    with pipe.connect() as con:
+        schema = pipe.fct_schema(con)
+        columns = "wallet, api_total, missing_fills, extra_fills"
+        rows = con.execute(f'select {columns} from "{schema}".wallet_completeness').fetchall()
+    return {str(w): (int(t), int(m), int(e)) for w, t, m, e in rows}
+
+
+def test_completeness_audit_through_the_whole_job(make_pipeline: MakePipeline) -> None:
+    """Every stream through Meltano and dbt: exact, audited complete, then loss named."""
+    dataset = Dataset.custom(
+        [WalletSpec(600, activity=12), WalletSpec(250, activity=4), 40, 0], seed=61
+    )
+    pipe = make_pipeline(dataset)
+    pipe.run()
+    pipe.assert_exact()
+    audit = _completeness(pipe)
+    assert set(audit) == set(pipe.wallets)
+    assert all(missing == 0 for _, missing, _ in audit.values()), audit
+    with pipe.connect() as con:
+        schema = pipe.fct_schema(con)
+        markets = {
+            r[0] for r in con.execute(f'select condition_id from "{schema}".dim_markets').fetchall()
+        }
+        activity = {
+            r[0] for r in con.execute(f'select activity_id from "{schema}".fct_activity').fetchall()
+        }
+    assert {f["condition_id"] for f in pipe.sim.truth()} <= markets
+    assert activity == {a["activity_id"] for a in pipe.sim.activity_truth()}
+
+    # Late fills and new ones: still complete after the next run.
+    moved = pipe.sim.advance(seconds=300, new_fills_per_wallet=3, late_fills_per_wallet=2)
+    assert moved["late_fills"]
+    pipe.run()
+    pipe.assert_exact()
+    assert all(missing == 0 for _, missing, _ in _completeness(pipe).values())
+
+    # Fills lost from the raw table: a full refresh names exactly those wallets and counts.
+    first, second = pipe.wallets[0], pipe.wallets[1]
+    with duckdb.connect(str(pipe.duckdb_path)) as con:
+        for wallet, count in ((first, 5), (second, 2)):
+            con.execute(
+                "delete from tap_dome.orders where order_id in (select distinct order_id "
+                "from tap_dome.orders where wallet = ? order by order_id limit ?)",
+                [wallet, count],
+            )
+    built = pipe.meltano("invoke", "dbt-duckdb", "build", "--full-refresh")
+    assert built.returncode != 0, "the completeness test must fail the build"
+    assert "wallet_completeness_nothing_missing" in built.stdout
+    lost = {w: m for w, (_, m, _) in _completeness(pipe).items() if m}
+    assert lost == {first: 5, second: 2}

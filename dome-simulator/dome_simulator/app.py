@@ -104,6 +104,7 @@ class SimulatorCore:
             ("GET", "wallets"): lambda _: {"wallets": self.wallets, "roles": self.dataset.roles},
             ("GET", "truth"): lambda a: self.truth(a.get("wallet") or None),
             ("GET", "activity_truth"): lambda a: self.activity_truth(a.get("wallet") or None),
+            ("GET", "fill_count"): lambda a: {"count": self._fill_count(a)},
             ("GET", "markets_truth"): lambda _: self.markets_truth(),
             ("GET", "wallet_mappings"): lambda _: self.wallet_mappings(),
             ("POST", "resolve_market"): lambda a: self.resolve_market(**a),
@@ -151,6 +152,23 @@ class SimulatorCore:
             row["order_id"] = order_id(row)
             out.append(row)
         return out
+
+    def fill_count(
+        self, wallet: str, start_time: int | None = None, end_time: int | None = None
+    ) -> int:
+        """Fills of ``wallet`` visible now with ``start_time <= timestamp <= end_time``.
+
+        What ``pagination.total`` of a first orders page says for that query: the ground truth
+        of a completeness audit.
+        """
+        store = self.store
+        store.promote_due()
+        with store.lock:
+            book = store.books.get(wallet.lower())
+            if book is None:
+                return 0
+            lo, hi = book.bounds(start_time, end_time)
+            return hi - lo
 
     def activity_truth(self, wallet: str | None = None) -> list[dict[str, Any]]:
         """Every activity row visible at the data clock, newest first, plus ``activity_id``.
@@ -295,6 +313,15 @@ class SimulatorCore:
             "visible_fills": counts["visible"],
             "pending_fills": counts["pending"],
         }
+
+    def _fill_count(self, args: Mapping[str, Any]) -> int:
+        if not args.get("wallet"):
+            raise ValueError("wallet is required")
+        bounds = [
+            None if args.get(name) in (None, "") else int(_number(name, args[name]))
+            for name in ("start_time", "end_time")
+        ]
+        return self.fill_count(str(args["wallet"]), *bounds)
 
     def _post_reset_stats(self, _: Mapping[str, Any]) -> dict[str, Any]:
         self.reset_stats()

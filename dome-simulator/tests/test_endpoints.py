@@ -338,6 +338,26 @@ def test_activity_without_log_index(sim: DomeSimulator, client: requests.Session
     assert ids == [a["activity_id"] for a in sim.activity_truth(wallet)]
 
 
+def test_fill_count_is_the_first_pages_total(
+    shared: DomeSimulator, client: requests.Session
+) -> None:
+    wallet = shared.roles["large"]
+    truth = shared.truth(wallet)
+    start, end = truth[-100]["timestamp"], truth[10]["timestamp"]
+    expected = sum(start <= f["timestamp"] <= end for f in truth)
+    assert shared.fill_count(wallet, start, end) == expected
+    page = get_api(client, shared, "orders", user=wallet, start_time=start, end_time=end, limit=1)
+    assert page.json()["pagination"]["total"] == expected
+    assert shared.fill_count(wallet) == len(truth)
+    assert shared.fill_count("0x" + "00" * 20) == 0
+    over_http = requests.get(
+        f"{shared.control_url}/fill_count",
+        params={"wallet": wallet, "start_time": start, "end_time": end},
+        timeout=10,
+    )
+    assert over_http.json() == {"count": expected}
+
+
 # ------------------------------------------------------------------------ wallet
 
 

@@ -72,6 +72,13 @@ def _state_file_problem(args: Sequence[str]) -> str | None:
     return None
 
 
+def _flush_output() -> None:
+    """Every message the tap buffered goes out before the process ends (writer.py)."""
+    from tap_dome.writer import flush_all
+
+    flush_all()
+
+
 def _fail(message: str, exc: BaseException | None = None) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(levelname)s %(message)s")
@@ -79,7 +86,7 @@ def _fail(message: str, exc: BaseException | None = None) -> None:
         LOGGER.error(message, exc_info=exc)
     else:
         LOGGER.error(message)
-    sys.stdout.flush()
+    _flush_output()
     raise SystemExit(1)
 
 
@@ -91,6 +98,7 @@ def run(tap_class: Any, argv: Sequence[str] | None = None) -> None:
         _fail(problem)
     try:
         code = tap_class.cli.main(args=args, prog_name="tap-dome", standalone_mode=False)
+        _flush_output()
     except click.ClickException as exc:
         exc.show()
         raise SystemExit(exc.exit_code) from None

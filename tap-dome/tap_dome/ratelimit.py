@@ -8,7 +8,10 @@ they asked (the scheduler asks in emission order) and no thread wakes just to fi
 slot taken. A thread may wake late (the machine is busy, the GIL is taken), and the server
 counts a request when it arrives: so on waking, a caller moves its entry in the log to
 the moment it really leaves, and the slots reserved after that see the true time.
-A 429 pauses everybody, not just the thread that got it.
+Slots are spaced too (half a budget's average gap): a whole budget released at one
+instant would reach the server as one bunch, and the server would count the last of it
+late enough to share a window with the next bunch. A 429 pauses everybody, not just the
+thread that got it.
 """
 
 from __future__ import annotations
@@ -18,9 +21,21 @@ import threading
 import time
 from collections.abc import Callable
 
-# Requests are counted at arrival, a moment after they leave; a little slack keeps jitter
-# in that moment from pushing one request too many into a server window.
+# Requests are counted at arrival, a moment after they leave; slack keeps jitter in that
+# moment from pushing one request too many into a server window: at least
+# WINDOW_SLACK_SECONDS, or WINDOW_SLACK_SHARE of a longer window (0.2 s of 10 s). Measured
+# on a loaded machine against the simulator, a server saw its requests up to about 0.1 s
+# closer together than they left.
 WINDOW_SLACK_SECONDS = 0.1
+WINDOW_SLACK_SHARE = 0.02
+# Consecutive slots are at least this share of a budget's average gap (window / limit)
+# apart: bursts still run at twice the budget's average rate.
+SPACING_SHARE = 0.5
+
+
+def window_slack(window: float) -> float:
+    """The slack added to a budget's window."""
+    return max(WINDOW_SLACK_SECONDS, WINDOW_SLACK_SHARE * window)
 
 
 class RateLimiter:
@@ -34,9 +49,10 @@ class RateLimiter:
     ) -> None:
         if not budgets or any(window <= 0 or limit < 1 for window, limit in budgets):
             raise ValueError(f"rate budgets must be positive, got {budgets!r}")
-        self._budgets = [(window + WINDOW_SLACK_SECONDS, int(limit)) for window, limit in budgets]
+        self._budgets = [(window + window_slack(window), int(limit)) for window, limit in budgets]
         self._keep = max(limit for _, limit in self._budgets)  # entries the budgets look at
         self._log: list[float] = []  # send times, sorted; reservations in the future too
+        self._spacing = SPACING_SHARE * max(window / limit for window, limit in budgets)
         self._paused_until = 0.0
         self._lock = threading.Lock()
         self._clock = clock
@@ -90,6 +106,8 @@ class RateLimiter:
         """The earliest time a new request fits every budget, given the slots taken."""
         at = self._paused_until
         log = self._log
+        if log:
+            at = max(at, log[-1] + self._spacing)
         for window, limit in self._budgets:
             if len(log) >= limit:
                 at = max(at, log[-limit] + window)

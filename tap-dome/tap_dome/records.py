@@ -1,13 +1,15 @@
-"""Turning one API fill into one Singer record: identity, types, UTC time.
+"""Turning one API row (a fill, an activity) into one Singer record: identity, types, time.
 
-This runs once per fill, so it is written for speed: no schema walk, only the few
+This runs once per row, so it is written for speed: no schema walk, only the few
 conversions the API can plausibly get wrong (numbers as strings, big ints as ints).
+Identities are documented in docs/contracts.md.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 from tap_dome.errors import DomeDataError
@@ -40,6 +42,29 @@ def order_id(fill: dict[str, Any]) -> str:
     return f"{str(tx_hash).lower()}:h{digest}"
 
 
+def activity_id(row: dict[str, Any]) -> str:
+    """The identity of one split, merge or redemption: one event log, like a fill.
+
+    Without `log_index`, a digest of the fields that tell a transaction's activities apart.
+    """
+    tx_hash = row.get("tx_hash")
+    if not tx_hash:
+        raise DomeDataError(f"activity without tx_hash cannot be identified: {_describe(row)}")
+    log_index = row.get("log_index")
+    if log_index is not None:
+        return f"{str(tx_hash).lower()}:{int(log_index)}"
+    shares = row.get("shares")
+    parts = [
+        _text(row.get("side")),
+        _text(row.get("condition_id")),
+        _text(row.get("token_id")),
+        str(int(float(shares))) if shares is not None else "",
+        _text(row.get("user")).lower(),
+    ]
+    digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+    return f"{str(tx_hash).lower()}:h{digest}"
+
+
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
@@ -50,14 +75,25 @@ def _describe(fill: dict[str, Any]) -> str:
 
 
 class RecordBuilder:
-    """Completes API fills into records in place; caches formatted seconds.
+    """Completes API rows into records in place; caches formatted seconds.
 
-    Fields the schema does not name are moved into `extra_fields`, so a field Dome adds
-    later is kept (and loaded) instead of being dropped or breaking the catalog.
+    Fills by default (`order_id`, `filled_at`); activity rows with `activity_id` and
+    `occurred_at`. Fields the schema does not name are moved into `extra_fields`, so a field
+    Dome adds later is kept (and loaded) instead of being dropped or breaking the catalog.
     """
 
-    def __init__(self, known_fields: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        known_fields: frozenset[str] = frozenset(),
+        *,
+        key: str = "order_id",
+        identity: Callable[[dict[str, Any]], str] = order_id,
+        time_field: str = "filled_at",
+    ) -> None:
         self._known = known_fields
+        self._key = key
+        self._identity = identity
+        self._time_field = time_field
         self._iso: dict[int, str] = {}
 
     def iso(self, ts: int) -> str:
@@ -75,7 +111,7 @@ class RecordBuilder:
         return [build(fill, wallet) for fill in fills]
 
     def build(self, fill: dict[str, Any], wallet: str) -> dict[str, Any]:
-        """Add `order_id`, `wallet`, `filled_at`; make the types match the schema."""
+        """Add the key, `wallet` and the UTC time; make the types match the schema."""
         get = fill.get
         ts = get("timestamp")
         if type(ts) is not int:
@@ -102,13 +138,55 @@ class RecordBuilder:
         if log_index is not None and type(tx_hash) is str and tx_hash:
             if type(log_index) is not int:
                 log_index = fill["log_index"] = int(log_index)
-            fill["order_id"] = f"{tx_hash.lower()}:{log_index}"
+            fill[self._key] = f"{tx_hash.lower()}:{log_index}"
         else:
-            fill["order_id"] = order_id(fill)
+            fill[self._key] = self._identity(fill)
         fill["wallet"] = wallet
         text = self._iso.get(ts)
-        fill["filled_at"] = text if text is not None else self.iso(ts)
+        fill[self._time_field] = text if text is not None else self.iso(ts)
         known = self._known
         if known and not fill.keys() <= known:
             fill["extra_fields"] = {k: fill.pop(k) for k in list(fill) if k not in known}
+        elif "extra_fields" not in fill:
+            fill["extra_fields"] = None  # every record carries every column of the schema
         return fill
+
+
+def _side(value: Any) -> tuple[str | None, str | None]:
+    """`{id, label}` as (token_id, label); a bare string is a label (the TS SDK's type)."""
+    if isinstance(value, dict):
+        token = value.get("id")
+        label = value.get("label")
+        return (None if token is None else str(token), None if label is None else str(label))
+    if isinstance(value, str) and value:
+        return None, value
+    return None, None
+
+
+MARKET_TIME_FIELDS = ("start_time", "end_time", "close_time", "completed_time")
+MARKET_EXTRA_KNOWN = ("price_to_beat", "final_price")
+
+
+def market_record(market: dict[str, Any], known_fields: frozenset[str]) -> dict[str, Any]:
+    """One market as a flat record (docs/contracts.md): sides and winner as columns."""
+    record = dict(market)
+    condition_id = record.get("condition_id")
+    if not condition_id:
+        raise DomeDataError(f"market without condition_id: slug={record.get('market_slug')!r}")
+    record["condition_id"] = str(condition_id).lower()
+    for side in ("side_a", "side_b"):
+        token, label = _side(record.pop(side, None))
+        record[f"{side}_token_id"], record[f"{side}_label"] = token, label
+    record["winning_token_id"], record["winning_label"] = _side(record.pop("winning_side", None))
+    for name in MARKET_TIME_FIELDS:
+        value = record.get(name)
+        if value is not None and type(value) is not int:
+            record[name] = int(float(value))
+    api_extra = record.pop("extra_fields", None)
+    extra = dict(api_extra) if isinstance(api_extra, dict) else {}
+    for name in MARKET_EXTRA_KNOWN:
+        value = extra.pop(name, None)
+        record[name] = None if value is None else float(value)
+    extra.update({k: record.pop(k) for k in list(record) if k not in known_fields})
+    record["extra_fields"] = extra or None
+    return record

@@ -29,6 +29,7 @@ class SyncRun:
         self,
         settings: RunSettings,
         *,
+        wallets: tuple[str, ...],
         client: DomeClient,
         endpoint: Endpoint,
         states: list[tuple[str, MutableMapping[str, Any]]],
@@ -36,6 +37,10 @@ class SyncRun:
         logger: logging.Logger,
     ) -> None:
         self.settings = settings
+        self.wallets = wallets
+        # Kept past the scheduler's end, for the streams that follow (services.py).
+        self.first_totals: dict[str, tuple[Window, int, float]] = {}
+        self.data_clock: int | None = None
         self.checkpoints = Checkpoints(
             replication_key=replication_key,
             every_fills=settings.max_window_fills // 2,
@@ -47,6 +52,7 @@ class SyncRun:
         self._scheduler: FetchScheduler | None = None
         self._progress: Progress | None = None
         self._remaining: deque[str] = deque()
+        self.finished = False  # every wallet of the plan has been read
 
     def window(self, wallet: str) -> Window | None:
         """What to read for a wallet: from its bookmark minus lookback (or start_date) on."""
@@ -72,6 +78,7 @@ class SyncRun:
             self._progress.wallets_done += 1
         if not self._remaining:
             self.close()
+            self.finished = True
 
     def count_fills(self, count: int) -> None:
         """Fills handed to the output: for the checkpoint cadence and the progress line."""
@@ -83,6 +90,10 @@ class SyncRun:
         """Stop the workers and log the final progress line."""
         if self._scheduler is not None:
             self._scheduler.close()
+            self.first_totals.update(self._scheduler.first_totals)
+            clock = self._scheduler.data_clock
+            if clock is not None and (self.data_clock is None or clock > self.data_clock):
+                self.data_clock = clock
             self._scheduler = None
         if self._progress is not None:
             self._progress.stop()
@@ -95,7 +106,7 @@ class SyncRun:
             self._remaining.popleft()
             return self._scheduler
         self.close()
-        wallets = list(self.settings.wallets)
+        wallets = list(self.wallets)
         order = wallets[wallets.index(wallet) :] if wallet in wallets else [wallet]
         settings = self.settings
         self._scheduler = FetchScheduler(

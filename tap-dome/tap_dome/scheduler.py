@@ -16,12 +16,13 @@ slices that are walked in parallel (windows.py). Its first page says how many fi
 holds; it is kept, not wasted: it already holds every fill of the window's newest part.
 A slice whose first page still shows too many fills is cut again.
 
-Memory stays flat in the size and number of wallets: pages waiting for the consumer plus
-requests in flight stay within a budget that grows with the in-flight limit, not with the
-data. Slices are short (a few pages each), so the budget covers enough of them to keep
-every request slot busy. The head may always fetch, so it is never starved by pages of
-later windows and nothing deadlocks. The first error that retrying cannot fix stops the
-dispatcher and is raised to the consumer.
+Memory stays flat in the size and number of wallets: fills waiting for the consumer plus
+requests in flight stay within a budget (`FillBudget`) that grows with the in-flight
+limit, not with the data, up to a fixed cap. Slices are short (a few pages each), so the
+budget covers enough of them to keep every request slot busy. When the consumer waits on
+the head with nothing to emit, the head may fetch beyond the budget, so it is never
+starved by pages of later windows and nothing deadlocks. The first error that retrying
+cannot fix stops the dispatcher and is raised to the consumer.
 
 The API's data clock (the newest fill timestamp any response has shown) is tracked for
 the bookmarks: see `WindowDone` in events.py.
@@ -34,14 +35,16 @@ import functools
 import heapq
 import itertools
 import logging
+import math
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from tap_dome.client import ORDERS, Endpoint, window_params
-from tap_dome.concurrency import ConcurrencyGate, WorkerPool
+from tap_dome.concurrency import LATENCY_WEIGHT, ConcurrencyGate, WorkerPool
 from tap_dome.events import Event, FillsFetched, WindowDone
 from tap_dome.fetch import PageFetcher
 from tap_dome.page import Page, page_of
@@ -67,8 +70,9 @@ MAX_SLICE_PAGES = 8
 # fills is cut again when its first page shows it. Cutting step by step keeps the slices
 # that fall where the wallet had no fills yet (one request each) few.
 MAX_FANOUT = 16
-# Parsed fills held at most, buffered or in flight (a parsed fill takes about 1.7 KB).
-MAX_BUFFERED_FILLS = 64_000
+# Parsed fills held at most, buffered or in flight (a parsed fill takes about 1.7 KB): about
+# 80 MB, enough for the lockstep of every chain at the tiers' rates under real latency.
+MAX_BUFFERED_FILLS = 48_000
 # Pages that wallets after the current one may hold, per request slot: enough to keep
 # every slot busy while the current wallet ends, never so much that it waits for room.
 AHEAD_PAGES_PER_REQUEST = 2
@@ -95,6 +99,8 @@ class WindowJob:
     paginator: DomePaginator = field(default_factory=DomePaginator)
     pages: deque[list[dict[str, Any]]] = field(default_factory=deque)
     children: list[WindowJob] = field(default_factory=list)
+    estimate: int | None = None  # fills expected in the window (a slice: from its cut)
+    expected: int = 0  # fills the request in flight is counted for in the budget
     # The API's data clock as known when this window's first request was sent, raised by
     # the window's own fills: the window is complete through min(end, this).
     data_clock: int | None = None
@@ -110,6 +116,12 @@ class Cut:
 
     covered: Covered | None
     slices: list[Window]
+    fills_per_slice: int
+
+    @property
+    def kept(self) -> list[dict[str, Any]]:
+        """The first page's fills kept (those of the covered part)."""
+        return [] if self.covered is None else self.covered.fills
 
     def parts(self) -> list[Window | Covered]:
         """The children in emission (time) order."""
@@ -126,6 +138,7 @@ class SchedulerCounts:
 
     requests: int = 0
     peak_in_flight: int = 0
+    peak_fills_held: int = 0
     windows_cut: int = 0
     slices: int = 0
     first_pages_kept: int = 0
@@ -140,27 +153,42 @@ def slice_pages(page_size: int) -> int:
 class FillBudget:
     """Fills held in memory for the consumer, and whether one more request may be sent.
 
-    A request in flight counts as a full page until it arrives; then its page counts as
-    the fills it holds until the consumer takes them. Per request slot, the wallet being
-    emitted may hold about half a slice per chain plus the page in flight; later wallets
-    share `AHEAD_PAGES_PER_REQUEST` pages more. Their separate share matters: thousands of
-    small wallets are always ready to fetch, and without it they would fill the budget
-    while the current wallet's chains wait for room.
+    A request in flight counts as the fills it is expected to bring (a full page when its
+    window has more; for a window's first request, what recent first pages held) until it
+    arrives; then its page counts as the fills it holds until the consumer takes them.
+    Per request slot, the wallet being emitted may hold about half a slice per chain plus
+    the page in flight; later wallets share `AHEAD_PAGES_PER_REQUEST` pages more. Their
+    separate share matters: thousands of small wallets are always ready to fetch, and
+    without it they would fill the budget while the current wallet's chains wait for room.
     """
 
-    def __init__(self, page_size: int) -> None:
+    def __init__(self, page_size: int, max_fills: int = MAX_BUFFERED_FILLS) -> None:
         self.page_size = page_size
+        self.max_fills = max(max_fills, page_size)
         self.own_pages = slice_pages(page_size) // 2 + 1
         self.total = 0
         self._by_wallet: dict[str, int] = {}
+        self._first_page = float(page_size)  # moving average of first pages' fills
 
-    def sent(self, wallet: str) -> None:
-        """A request of `wallet` left: count a full page until it arrives."""
-        self._add(wallet, self.page_size)
+    def expected(self, job: WindowJob) -> int:
+        """The fills `job`'s next request will likely bring: a full page when its window
+        has more; for a slice's first page, its share of the cut window's fills; for a
+        wallet's first page, what recent wallets' first pages held."""
+        if job.state is not JobState.PENDING:
+            return self.page_size
+        if job.estimate is not None:
+            return max(1, min(self.page_size, job.estimate))
+        return max(1, math.ceil(self._first_page))
 
-    def arrived(self, wallet: str, kept: int) -> None:
-        """The page arrived and `kept` of its fills wait for the consumer."""
-        self._add(wallet, kept - self.page_size)
+    def sent(self, wallet: str, expected: int) -> None:
+        """A request of `wallet` left; count `expected` fills until it arrives."""
+        self._add(wallet, expected)
+
+    def arrived(self, job: WindowJob, fills: int, kept: int) -> None:
+        """`job`'s page (`fills` fills) arrived and `kept` of them wait for the consumer."""
+        if job.state is JobState.PENDING and job.estimate is None:
+            self._first_page += LATENCY_WEIGHT * (fills - self._first_page)
+        self._add(job.wallet, kept - job.expected)
 
     def released(self, wallet: str, fills: int) -> None:
         """The consumer took `fills` fills of `wallet`."""
@@ -171,9 +199,9 @@ class FillBudget:
         own = self.own_pages * slots * self.page_size
         ahead = AHEAD_PAGES_PER_REQUEST * slots * self.page_size
         if wallet == current:
-            return self.total < min(MAX_BUFFERED_FILLS, own + ahead)
+            return self.total < min(self.max_fills, own + ahead)
         held_ahead = self.total - self._by_wallet.get(current or "", 0)
-        return held_ahead < ahead and self.total < MAX_BUFFERED_FILLS
+        return held_ahead < ahead and self.total < self.max_fills
 
     def _add(self, wallet: str, fills: int) -> None:
         self.total += fills
@@ -201,13 +229,14 @@ class FetchScheduler:
         max_concurrency: int,
         max_window_fills: int,
         logger: logging.Logger,
+        max_buffered_fills: int = MAX_BUFFERED_FILLS,
     ) -> None:
         self._fetcher = fetcher
         self._endpoint = endpoint
         self._page_size = page_size
         self._max_window_fills = max_window_fills
         self._slice_fills = slice_pages(page_size) * page_size
-        self._budget = FillBudget(page_size)
+        self._budget = FillBudget(page_size, max_buffered_fills)
         self._gate = ConcurrencyGate(fetcher.limiter.burst_rate, max(1, max_concurrency))
         self._pool = WorkerPool("dome-fetch")
         self._logger = logger
@@ -221,6 +250,9 @@ class FetchScheduler:
         self._closed = False
         self._data_clock: int | None = None  # newest fill timestamp any response has shown
         self.counts = SchedulerCounts()
+        # The API's count for each wallet's whole planned window, from its first page (the
+        # completeness audit uses it: audits.py), and when that page came back.
+        self.first_totals: dict[str, tuple[Window, int, float]] = {}
         self._top: dict[str, list[WindowJob]] = {}
         for index, (wallet, window) in enumerate(plans):
             jobs = [] if window is None else [WindowJob(wallet, window, (index,))]
@@ -273,7 +305,7 @@ class FetchScheduler:
 
     def _drain(self, job: WindowJob) -> Iterator[Event]:
         with self._cond:
-            self._head = job  # the head may fetch beyond the budget
+            self._head = job  # with nothing to emit, the head may fetch beyond the budget
             self._current = job.wallet
             self._cond.notify_all()
         while True:
@@ -309,14 +341,17 @@ class FetchScheduler:
         if not self._ready or self._in_flight >= self._gate.limit:
             return None
         job = self._ready[0][2]
-        allowed = self._budget.allows(job.wallet, self._current, self._gate.limit)
-        if not allowed and job is not self._head:
+        starved = job is self._head and not job.pages  # the consumer waits on it
+        if not starved and not self._budget.allows(job.wallet, self._current, self._gate.limit):
             return None
         heapq.heappop(self._ready)
         self._in_flight += 1
-        self._budget.sent(job.wallet)
-        self.counts.requests += 1
-        self.counts.peak_in_flight = max(self.counts.peak_in_flight, self._in_flight)
+        job.expected = self._budget.expected(job)
+        self._budget.sent(job.wallet, job.expected)
+        counts = self.counts
+        counts.requests += 1
+        counts.peak_in_flight = max(counts.peak_in_flight, self._in_flight)
+        counts.peak_fills_held = max(counts.peak_fills_held, self._budget.total)
         if job.state is JobState.PENDING:
             job.data_clock = self._data_clock
         return job
@@ -360,6 +395,10 @@ class FetchScheduler:
             self._in_flight -= 1
             self._gate.observe(seconds)
             self._see(job, newest)
+            if len(job.order) == 1 and job.state is JobState.PENDING and page.total is not None:
+                self.first_totals[job.wallet] = (job.window, page.total, time.time())
+            kept = len(page.rows) if cut is None else len(cut.kept)
+            self._budget.arrived(job, len(page.rows), kept)
             if cut is None:
                 self._add_page(job, page)
             else:
@@ -376,7 +415,6 @@ class FetchScheduler:
             job.data_clock = newest
 
     def _add_page(self, job: WindowJob, page: Page) -> None:
-        self._budget.arrived(job.wallet, len(page.rows))
         if page.rows:
             job.pages.append(page.rows)
         if job.paginator.finished:
@@ -395,9 +433,10 @@ class FetchScheduler:
         covered = covered_by_first_page(window, first.rows)
         if covered is None:  # the page is dropped and the whole window sliced
             slices = split(window, self._count(total))
-            return Cut(None, slices) if slices else None
+            return Cut(None, slices, total // max(1, len(slices))) if slices else None
         rest_fills = max(0, total - len(covered.fills))
-        return Cut(covered, split(covered.rest, self._count(rest_fills)) or [covered.rest])
+        slices = split(covered.rest, self._count(rest_fills)) or [covered.rest]
+        return Cut(covered, slices, rest_fills // len(slices))
 
     def _count(self, fills: int) -> int:
         return min(MAX_FANOUT, slice_count(fills, self._slice_fills, self._max_window_fills))
@@ -412,13 +451,12 @@ class FetchScheduler:
                 child.data_clock = job.data_clock
                 child.pages.append(part.fills)
             else:
-                child = WindowJob(job.wallet, part, order)
+                child = WindowJob(job.wallet, part, order, estimate=cut.fills_per_slice)
                 self._queue(child)
             job.children.append(child)
         counts = self.counts
         counts.windows_cut += 1
         counts.slices += len(cut.slices)
-        self._budget.arrived(job.wallet, len(cut.covered.fills) if cut.covered else 0)
         if cut.covered is None:
             counts.first_pages_dropped += 1
         else:

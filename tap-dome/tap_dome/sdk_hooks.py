@@ -15,6 +15,8 @@ relies on. Check them when moving the `singer-sdk` pin.
 - `DomeErrorsSpeakForThemselves`: the SDK logs "An unhandled error occurred while syncing"
   before re-raising any error; for our own errors (DomeError, which cli.py reports in one
   line that names the setting or value) that line is noise, so it is filtered out then.
+- `StreamHooks.get_batches` (streams.py) sets `state_manager.is_flushed`, the flag the SDK
+  checks before the STATE that follows each BATCH message (batches.py).
 - `TapHooks._validate_config`: our checks (wallets, dates, tiers, URL) run where the SDK
   checks the schema, so bad settings fail before any request (in one line: cli.py).
 """
@@ -64,12 +66,15 @@ class StreamHooks(Stream):
         self.state_manager.is_flushed = False
         self._write_state_message()
 
-    def fast_path_applies(self) -> bool:
-        """True when the SDK's per-record processing could not change a record's output."""
+    def fast_path_applies(self, *, batch_ok: bool = False) -> bool:
+        """True when the SDK's per-record processing could not change a record's output.
+
+        `batch_ok`: the caller writes batch files itself (streams.get_batches).
+        """
         maps = self.stream_maps
         return (
             self.ABORT_AT_RECORD_COUNT is None
-            and not self.get_batch_config(self.config)
+            and (batch_ok or not self.get_batch_config(self.config))
             and len(maps) == 1
             and type(maps[0]) is SameRecordTransform
             and not maps[0].flattening_enabled

@@ -20,6 +20,7 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 
 WALLET_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+HANDLE_RE = re.compile(r"^@[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 MAX_INVALID_SHOWN = 50
 DEFAULT_API_URL = "https://api.domeapi.io/v1"
 
@@ -56,13 +57,23 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         "wallets",
         th.ArrayType(th.StringType),
         title="Wallets",
-        description="Wallet addresses (0x + 40 hex). Lowercased and de-duplicated.",
+        description="Proxy wallet addresses (0x + 40 hex), or Polymarket handles as "
+        "`@handle`. Addresses are lowercased; all entries are de-duplicated.",
     ),
     th.Property(
         "wallets_file",
         th.StringType,
         title="Wallets file",
-        description="Path of a file of wallet addresses, one per line; `#` comments.",
+        description="Path of a file of wallets (addresses or `@handle`s), one per line; "
+        "`#` comments.",
+    ),
+    th.Property(
+        "wallets_are_eoas",
+        th.BooleanType,
+        default=False,
+        title="Wallets are EOAs",
+        description="Treat the configured addresses as owner EOAs and read the proxy wallet "
+        "each maps to (resolved through /polymarket/wallet before the sync).",
     ),
     th.Property(
         "start_date",
@@ -144,6 +155,22 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         "0 fails at the first error.",
     ),
     th.Property(
+        "audit_wallets_per_run",
+        th.IntegerType(minimum=0),
+        default=100,
+        title="Wallets audited per run",
+        description="Wallets whose fill count the `wallet_audits` stream checks against the "
+        "API per run, rotating through the list (0: only those whose count came free with "
+        "the run's own requests). Each costs at most one `limit=1` request.",
+    ),
+    th.Property(
+        "audit_all_wallets",
+        th.BooleanType,
+        default=False,
+        title="Audit all wallets",
+        description="Audit every wallet in every run (one extra request per wallet at most).",
+    ),
+    th.Property(
         "progress_interval",
         th.NumberType,
         default=15,
@@ -167,7 +194,8 @@ class RunSettings:
     """The resolved values a run works with (built once per run, see `resolve`)."""
 
     api_url: str
-    wallets: tuple[str, ...]
+    wallets: tuple[str, ...]  # addresses and @handles as configured (see services.py)
+    wallets_are_eoas: bool
     start_time: int
     end_time: int
     end_is_fixed: bool
@@ -180,6 +208,13 @@ class RunSettings:
     max_window_fills: int
     max_retries: int
     progress_interval: float
+    audit_wallets_per_run: int
+    audit_all_wallets: bool
+
+    @property
+    def needs_lookup(self) -> bool:
+        """Whether some entries must be resolved to proxy wallets through the API."""
+        return self.wallets_are_eoas or any(w.startswith("@") for w in self.wallets)
 
 
 def load_wallets(config: Mapping[str, Any]) -> tuple[str, ...]:
@@ -198,16 +233,25 @@ def load_wallets(config: Mapping[str, Any]) -> tuple[str, ...]:
     wallets_file = config.get("wallets_file")
     if wallets_file:
         entries.extend(_read_wallets_file(Path(wallets_file)))
-    invalid = [(where, value) for where, value in entries if not WALLET_RE.match(value.strip())]
+    invalid = [(where, value) for where, value in entries if not _is_wallet(value.strip())]
     if invalid:
         shown = "; ".join(f"{where}: {value!r}" for where, value in invalid[:MAX_INVALID_SHOWN])
         more = len(invalid) - MAX_INVALID_SHOWN
         suffix = f"; and {more} more" if more > 0 else ""
         raise config_error(
-            f"{len(invalid)} invalid wallet address(es) in `wallets`/`wallets_file` "
-            f"(expected 0x followed by 40 hex digits): {shown}{suffix}",
+            f"{len(invalid)} invalid wallet(s) in `wallets`/`wallets_file` (expected 0x "
+            f"followed by 40 hex digits, or a Polymarket @handle): {shown}{suffix}",
         )
-    return tuple(dict.fromkeys(value.strip().lower() for _, value in entries))
+    return tuple(dict.fromkeys(_normal(value.strip()) for _, value in entries))
+
+
+def _is_wallet(value: str) -> bool:
+    return bool(WALLET_RE.match(value) or HANDLE_RE.match(value))
+
+
+def _normal(value: str) -> str:
+    """Addresses lowercased (the API's `user=` wants them so); handles as written."""
+    return value if value.startswith("@") else value.lower()
 
 
 def _read_wallets_file(path: Path) -> Iterable[tuple[str, str]]:
@@ -302,6 +346,7 @@ def resolve(config: Mapping[str, Any], now: float | None = None) -> RunSettings:
     return RunSettings(
         api_url=check_api_url(config.get("api_url") or DEFAULTS["api_url"]),
         wallets=wallets,
+        wallets_are_eoas=_flag(config, "wallets_are_eoas"),
         start_time=start,
         end_time=end,
         end_is_fixed=bool(end_setting),
@@ -316,4 +361,21 @@ def resolve(config: Mapping[str, Any], now: float | None = None) -> RunSettings:
         max_window_fills=int(_number(config, "max_window_fills")),
         max_retries=int(_number(config, "max_retries", zero_ok=True)),
         progress_interval=_number(config, "progress_interval"),
+        audit_wallets_per_run=int(_number(config, "audit_wallets_per_run", zero_ok=True)),
+        audit_all_wallets=_flag(config, "audit_all_wallets"),
     )
+
+
+def _flag(config: Mapping[str, Any], name: str) -> bool:
+    """A boolean setting; strings as environment variables give them ("true", "0", ...)."""
+    value = config.get(name)
+    if value is None:
+        return bool(DEFAULTS.get(name, False))
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", ""):
+        return False
+    raise config_error(f"Setting `{name}` must be true or false, got {value!r}")

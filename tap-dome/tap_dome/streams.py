@@ -1,11 +1,17 @@
-"""The `orders` stream: every fill of every configured wallet, one partition per wallet."""
+"""The per-wallet streams: `orders` (fills) and `activity` (splits, merges, redemptions).
+
+Both read every configured wallet as one partition, in time windows, under the tap's one
+rate limiter, with bookmarks that follow the API's data (checkpoints.py). The requests,
+their order and the bookmarks live in `SyncRun` (run.py); these classes turn its events
+into Singer RECORD and STATE messages.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 from singer_sdk import SchemaDirectory, StreamSchema, Tap
 from singer_sdk.helpers.conform import TypeConformanceLevel
@@ -13,63 +19,63 @@ from singer_sdk.helpers.types import Context
 from typing_extensions import override
 
 from tap_dome import schemas
-from tap_dome.client import ORDERS, DomeClient
+from tap_dome.batches import BatchFiles, fast_batches_apply
+from tap_dome.client import ACTIVITY, ORDERS, Endpoint
 from tap_dome.events import WindowDone
-from tap_dome.records import RecordBuilder
+from tap_dome.records import RecordBuilder, activity_id
 from tap_dome.run import SyncRun
 from tap_dome.sdk_hooks import StreamHooks
-from tap_dome.settings import RunSettings
+from tap_dome.services import Services
 from tap_dome.writer import BufferedMessageWriter
 
 SCHEMAS_DIR = SchemaDirectory(schemas)
 
 
-class OrdersStream(StreamHooks):
-    """Fills from GET /polymarket/orders, read in time windows per wallet.
+class WalletWindowStream(StreamHooks):
+    """A Dome list endpoint read per wallet in time windows (see the module docstring).
 
-    The requests, their order and the bookmarks live in `SyncRun` (run.py) and the modules
-    it names; this class turns its events into Singer RECORD and STATE messages. Bookmark:
-    per wallet, `replication_key_value` is the Unix second through which every fill has
-    been emitted (see checkpoints.py).
+    Bookmark: per wallet, `replication_key_value` is the Unix second through which every
+    row has been emitted.
     """
 
-    name = "orders"
-    primary_keys = ("order_id",)
+    endpoint: ClassVar[Endpoint]
     replication_key = "timestamp"
     is_sorted = False
-    schema = StreamSchema(SCHEMAS_DIR)
     # Records are built with the schema's types already (records.py); conforming each value
     # again costs about a third of the CPU per record.
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
-    def __init__(
-        self,
-        tap: Tap,
-        *,
-        settings: Callable[[], RunSettings],
-        client: Callable[[], DomeClient],
-        writer: Any = None,
-    ) -> None:
+    def __init__(self, tap: Tap, *, services: Services, writer: Any = None) -> None:
         super().__init__(tap)
-        self._settings = settings
-        self._client = client
+        self.services = services
         self._writer = writer if isinstance(writer, BufferedMessageWriter) else None
-        self._builder = RecordBuilder(frozenset(self.schema["properties"]))
+        self._builder = self.record_builder(frozenset(self.schema["properties"]))
+
+    def record_builder(self, known_fields: frozenset[str]) -> RecordBuilder:
+        """How this stream's API rows become records."""
+        raise NotImplementedError
+
+    def observe(self, records: list[dict[str, Any]]) -> None:
+        """Note what later streams need from a page of records (the markets traded)."""
+        self.services.observations.condition_ids.update(
+            r["condition_id"].lower() for r in records if r.get("condition_id")
+        )
 
     @override
     @property
     def partitions(self) -> list[dict[str, Any]] | None:
-        return [{"wallet": wallet} for wallet in self._settings().wallets]
+        return [{"wallet": wallet} for wallet in self.services.wallets]
 
     @cached_property
     def run(self) -> SyncRun:
         """The run's machinery, built at the first partition (every bookmark checked then)."""
-        settings = self._settings()
+        wallets = self.services.wallets
         return SyncRun(
-            settings,
-            client=self._client(),
-            endpoint=ORDERS,
-            states=[(w, self.get_context_state({"wallet": w})) for w in settings.wallets],
+            self.services.settings,
+            wallets=wallets,
+            client=self.services.client,
+            endpoint=self.endpoint,
+            states=[(w, self.get_context_state({"wallet": w})) for w in wallets],
             replication_key=str(self.replication_key),
             logger=self.logger,
         )
@@ -96,6 +102,30 @@ class OrdersStream(StreamHooks):
                 bulk.write_records(self.name, records, datetime.now(timezone.utc).isoformat())
                 counter.increment(len(records))
 
+    @override
+    def get_batches(
+        self, batch_config: Any, context: Context | None = None
+    ) -> Iterable[tuple[Any, list[str]]]:
+        """Batch mode: pages of records straight into batch files (batches.py).
+
+        The SDK writes a BATCH message for each manifest, then a STATE: a file is complete
+        before its BATCH, and a bookmark only moves past a window once every record of it
+        has been handed to a file that is yielded before that STATE.
+        """
+        if not (fast_batches_apply(batch_config) and self.fast_path_applies(batch_ok=True)):
+            yield from super().get_batches(batch_config, context)
+            return
+        files = BatchFiles(batch_config, tap_name=self.tap_name, stream_name=self.name)
+        wallets = [str(context["wallet"])] if context else list(self.services.wallets)
+        for wallet in wallets:
+            for records in self._pages(wallet):
+                for manifest in files.add(records):
+                    self.state_manager.is_flushed = False  # the STATE after it is due
+                    yield batch_config.encoding, manifest
+        for manifest in files.close():
+            self.state_manager.is_flushed = False
+            yield batch_config.encoding, manifest
+
     def _pages(self, wallet: str) -> Iterator[list[dict[str, Any]]]:
         """The wallet's records a page at a time; STATE after completed windows.
 
@@ -113,5 +143,48 @@ class OrdersStream(StreamHooks):
                     run.checkpoints.state_written()
                 continue
             records = build_page(event.fills, wallet)
+            self.observe(records)
             yield records
             run.count_fills(len(records))
+        if run.finished:
+            self.run_finished(run)
+
+    def run_finished(self, run: SyncRun) -> None:
+        """Called once every wallet of the run has been read (a hook for subclasses)."""
+
+
+class OrdersStream(WalletWindowStream):
+    """Fills from GET /polymarket/orders: one row per on-chain `OrderFilled` log."""
+
+    name = "orders"
+    endpoint = ORDERS
+    primary_keys = ("order_id",)
+    schema = StreamSchema(SCHEMAS_DIR)
+
+    @override
+    def record_builder(self, known_fields: frozenset[str]) -> RecordBuilder:
+        return RecordBuilder(known_fields)
+
+    @override
+    def run_finished(self, run: SyncRun) -> None:
+        """Hand the audit what this run learnt: counts, bookmarks, the data clock."""
+        seen = self.services.observations
+        seen.first_totals.update(run.first_totals)
+        seen.bookmarks.update({w: run.checkpoints.bookmark(w) for w in self.services.wallets})
+        seen.data_clock = run.data_clock
+        seen.orders_synced = True
+
+
+class ActivityStream(WalletWindowStream):
+    """Splits, merges and redemptions from GET /polymarket/activity, per wallet."""
+
+    name = "activity"
+    endpoint = ACTIVITY
+    primary_keys = ("activity_id",)
+    schema = StreamSchema(SCHEMAS_DIR)
+
+    @override
+    def record_builder(self, known_fields: frozenset[str]) -> RecordBuilder:
+        return RecordBuilder(
+            known_fields, key="activity_id", identity=activity_id, time_field="occurred_at"
+        )

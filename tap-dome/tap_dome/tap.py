@@ -10,12 +10,16 @@ from typing import Any
 from singer_sdk import Stream, Tap
 from typing_extensions import override
 
+from tap_dome.audits import WalletAuditsStream
 from tap_dome.checkpoints import check_state
-from tap_dome.client import DomeClient
+from tap_dome.markets import MarketsStream
 from tap_dome.sdk_hooks import TapHooks
+from tap_dome.services import Services
 from tap_dome.settings import CONFIG_SCHEMA, RunSettings, resolve
-from tap_dome.streams import OrdersStream
+from tap_dome.streams import ActivityStream, OrdersStream
 from tap_dome.writer import BufferedMessageWriter
+
+SYNC_ORDER = ("orders", "activity", "wallet_audits", "markets")
 
 
 class TapDome(TapHooks, Tap):
@@ -35,25 +39,37 @@ class TapDome(TapHooks, Tap):
         return resolve(self.config, now=self.clock())
 
     @cached_property
-    def client(self) -> DomeClient:
-        """The run's one Dome client: every stream's requests share its rate limiter."""
-        return DomeClient(self.settings, str(self.config.get("api_key", "")), self.logger)
+    def services(self) -> Services:
+        """What the streams share: settings, resolved wallets, the one Dome client."""
+        return Services(lambda: self.settings, str(self.config.get("api_key", "")), self.logger)
 
     @override
     def load_state(self, state: dict[str, Any]) -> None:
         """Refuse a state whose bookmarks are not numbers, before anything is read or written."""
-        check_state(state, OrdersStream.name)
+        for stream in (OrdersStream.name, ActivityStream.name):
+            check_state(state, stream)
         super().load_state(state)
 
     @override
+    @property
+    def streams(self) -> dict[str, Stream]:
+        """The streams in the order they must sync (the SDK sorts them by name).
+
+        `sync_all` syncs them in this order: the audit and the markets use what orders and
+        activity observed in the same run.
+        """
+        streams = super().streams
+        order = {name: index for index, name in enumerate(SYNC_ORDER)}
+        return {name: streams[name] for name in sorted(streams, key=lambda n: order.get(n, 99))}
+
+    @override
     def discover_streams(self) -> list[Stream]:
+        services, writer = self.services, self.message_writer
         return [
-            OrdersStream(
-                self,
-                settings=lambda: self.settings,
-                client=lambda: self.client,
-                writer=self.message_writer,
-            )
+            OrdersStream(self, services=services, writer=writer),
+            ActivityStream(self, services=services, writer=writer),
+            WalletAuditsStream(self, services=services),
+            MarketsStream(self, services=services),
         ]
 
 

@@ -4,13 +4,17 @@ The SDK's msgspec writer flushes stdout after every message; at tens of thousand
 fills per second those writes cost more than building the records. Here RECORD lines are
 buffered and every other message (SCHEMA, STATE, BATCH, ...) flushes the buffer, so a
 STATE never reaches the target before the records it covers, and nothing a STATE covers is
-ever left in the buffer. A slow trickle of records is still flushed within a second.
+ever left in the buffer. A slow trickle of records is still flushed within a second, and
+whatever is left is written when the process exits (the SDK writes no final STATE when the
+state has not changed, so the end of a run must not depend on one).
 """
 
 from __future__ import annotations
 
+import atexit
 import sys
 import time
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +25,15 @@ FLUSH_BYTES = 1 << 20
 FLUSH_SECONDS = 1.0
 
 
+_WRITERS: weakref.WeakSet[BufferedMessageWriter] = weakref.WeakSet()
+
+
+def flush_all() -> None:
+    """Flush every live writer's buffer (the CLI calls it when its command ends)."""
+    for writer in list(_WRITERS):
+        writer.flush_buffered()
+
+
 class BufferedMessageWriter(MsgSpecWriter):
     """MsgSpecWriter with an output buffer and a bulk path for pages of records."""
 
@@ -28,6 +41,7 @@ class BufferedMessageWriter(MsgSpecWriter):
         super().__init__(*args, **kwargs)
         self._buffer = bytearray()
         self._flushed_at = time.monotonic()
+        _WRITERS.add(self)
 
     def write_message(self, message: Message) -> None:
         """Buffer a RECORD line; write anything else at once, after what is buffered."""
@@ -62,6 +76,17 @@ class BufferedMessageWriter(MsgSpecWriter):
         sys.stdout.flush()
         self._flushed_at = time.monotonic()
 
+    def flush_buffered(self) -> None:
+        """Write out what is buffered, if anything (at exit, and after the CLI's command)."""
+        if self._buffer:
+            try:
+                self.flush()
+            except (BrokenPipeError, ValueError):  # the reader is gone, or stdout is closed
+                self._buffer.clear()
+
     def _maybe_flush(self) -> None:
         if len(self._buffer) >= FLUSH_BYTES or time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
             self.flush()
+
+
+atexit.register(flush_all)

@@ -6,6 +6,7 @@ fixtures).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -22,7 +23,7 @@ TAP = [sys.executable, "-m", "tap_dome.tap"]
 
 @dataclass
 class TapRun:
-    """What one tap process wrote."""
+    """What one tap process wrote; `records` are the `orders` stream's (see `stream`)."""
 
     returncode: int
     records: list[dict[str, Any]] = field(default_factory=list)
@@ -39,9 +40,17 @@ class TapRun:
     def last_state(self) -> dict[str, Any] | None:
         return self.states[-1] if self.states else None
 
+    def stream(self, name: str) -> list[dict[str, Any]]:
+        """The RECORD payloads of stream `name`, in order."""
+        return [
+            m["record"]
+            for m in self.messages
+            if m.get("type") == "RECORD" and m.get("stream") == name
+        ]
+
 
 def parse_output(stdout: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[Any]]:
-    """RECORD payloads, STATE values, all messages, in order (a cut last line is ignored)."""
+    """`orders` RECORD payloads, STATE values, all messages, in order (a cut line is ignored)."""
     records, states, messages = [], [], []
     for line in stdout.splitlines():
         try:
@@ -49,7 +58,7 @@ def parse_output(stdout: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]
         except json.JSONDecodeError:
             continue
         messages.append(message)
-        if message.get("type") == "RECORD":
+        if message.get("type") == "RECORD" and message.get("stream") == "orders":
             records.append(message["record"])
         elif message.get("type") == "STATE":
             states.append(message["value"])
@@ -73,14 +82,33 @@ def tap_config(sim: DomeSimulator, **overrides: Any) -> dict[str, Any]:
     return config
 
 
+@functools.cache
+def _discovered() -> str:
+    from tap_dome.tap import TapDome
+
+    tap = TapDome(config={"api_key": "discovery"}, validate_config=False, setup_mapper=False)
+    return json.dumps(tap.catalog_dict)
+
+
+def catalog_selecting(streams: tuple[str, ...]) -> dict[str, Any]:
+    """The tap's own catalog with exactly `streams` selected (as Meltano's `select` does)."""
+    catalog: dict[str, Any] = json.loads(_discovered())
+    for entry in catalog["streams"]:
+        for item in entry["metadata"]:
+            if item["breadcrumb"] == []:
+                item["metadata"]["selected"] = entry["tap_stream_id"] in streams
+    return catalog
+
+
 def run_tap(
     tmp_path: Path,
     config: dict[str, Any],
     state: dict[str, Any] | None = None,
     timeout: float = 60,
+    streams: tuple[str, ...] | None = ("orders",),
 ) -> TapRun:
-    """Run `tap-dome --config ... [--state ...]` to the end."""
-    args = write_args(tmp_path, config, state)
+    """Run `tap-dome --config ... [--state ...]` to the end; `streams` selected (None: all)."""
+    args = write_args(tmp_path, config, state, streams)
     done = subprocess.run(
         [*TAP, *args],
         capture_output=True,
@@ -96,8 +124,8 @@ def run_tap(
 def start_tap(
     tmp_path: Path, config: dict[str, Any], state: dict[str, Any] | None = None
 ) -> subprocess.Popen[str]:
-    """Start the tap without waiting (for kill tests)."""
-    args = write_args(tmp_path, config, state)
+    """Start the tap without waiting (for kill tests), the `orders` stream selected."""
+    args = write_args(tmp_path, config, state, ("orders",))
     return subprocess.Popen(
         [*TAP, *args],
         stdout=subprocess.PIPE,
@@ -107,11 +135,20 @@ def start_tap(
     )
 
 
-def write_args(tmp_path: Path, config: dict[str, Any], state: dict[str, Any] | None) -> list[str]:
+def write_args(
+    tmp_path: Path,
+    config: dict[str, Any],
+    state: dict[str, Any] | None,
+    streams: tuple[str, ...] | None = None,
+) -> list[str]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     config_path = tmp_path / "config.json"
     config_path.write_text(json.dumps(config))
     args = ["--config", str(config_path)]
+    if streams is not None:
+        catalog_path = tmp_path / "catalog.json"
+        catalog_path.write_text(json.dumps(catalog_selecting(streams)))
+        args += ["--catalog", str(catalog_path)]
     if state is not None:
         state_path = tmp_path / "state.json"
         state_path.write_text(json.dumps(state))

@@ -114,7 +114,7 @@ def test_concurrent_wallets_use_the_budget_and_never_exceed_it(
 
 
 def _peak_rss_kib(tmp_path: Path, config: dict[str, Any]) -> int:
-    args = write_args(tmp_path, config, None)
+    args = write_args(tmp_path, config, None, ("orders",))
     with open(os.devnull, "w") as sink:
         import subprocess
 

@@ -1,33 +1,44 @@
-"""The concurrent scheduler in-process: order, completeness and no deadlock under splits."""
+"""The concurrent scheduler in-process: order, completeness, no deadlock, and the tier's rate.
+
+Every test runs the real scheduler, fetcher and limiter against a simulator on 127.0.0.1
+and compares fill ids with the simulator's truth.
+"""
 
 from __future__ import annotations
 
 import itertools
 import logging
+import math
 import threading
 import time
 from typing import Any
 
 import pytest
 
-from dome_simulator import Dataset, DomeSimulator
+from dome_simulator import Dataset, DomeSimulator, WalletSpec
 from tap_dome.client import ORDERS
+from tap_dome.concurrency import HEADROOM, SPARE, ConcurrencyGate
 from tap_dome.errors import DomeAuthError
 from tap_dome.events import WindowDone
 from tap_dome.fetch import FetchStats, PageFetcher
-from tap_dome.ratelimit import RateLimiter
-from tap_dome.scheduler import FetchScheduler
+from tap_dome.ratelimit import RateLimiter, window_slack
+from tap_dome.scheduler import FetchScheduler, slice_pages
 from tap_dome.windows import Window
 
 LOG = logging.getLogger("test-scheduler")
 START = 1_577_836_800  # 2020-01-01
 
 
-def _fetcher(sim: DomeSimulator, key: str = "k", stats: FetchStats | None = None) -> PageFetcher:
+def _fetcher(
+    sim: DomeSimulator,
+    key: str = "k",
+    stats: FetchStats | None = None,
+    rates: tuple[float, int] = (10_000, 100_000),
+) -> PageFetcher:
     return PageFetcher(
         base_url=sim.base_url,
         headers={"Authorization": f"Bearer {key}"},
-        limiter=RateLimiter.for_rates(10_000, 100_000),
+        limiter=RateLimiter.for_rates(*rates),
         timeout=10,
         max_retries=2,
         stats=stats or FetchStats(),
@@ -35,8 +46,16 @@ def _fetcher(sim: DomeSimulator, key: str = "k", stats: FetchStats | None = None
     )
 
 
-def _consume(scheduler: FetchScheduler, wallets: list[str]) -> dict[str, Any]:
-    """Drain like the stream does; returns pages, completed windows, or the error."""
+def _consume(
+    scheduler: FetchScheduler,
+    wallets: list[str],
+    timeout: float = 30,
+    per_page: float = 0.0,
+) -> dict[str, Any]:
+    """Drain like the stream does; returns pages, completed windows, or the error.
+
+    `per_page` seconds of work per page make the consumer slower than the fetching.
+    """
     out: dict[str, Any] = {"ids": {}, "windows": {}}
 
     def run() -> None:
@@ -49,17 +68,37 @@ def _consume(scheduler: FetchScheduler, wallets: list[str]) -> dict[str, Any]:
                         windows.append(event.window)
                     else:
                         ids.extend(f"{f['tx_hash']}:{f['log_index']}" for f in event.fills)
+                        time.sleep(per_page)
                 out["ids"][wallet] = ids
                 out["windows"][wallet] = windows
         except Exception as exc:
             out["error"] = exc
 
+    started = time.monotonic()
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    thread.join(30)
+    thread.join(timeout)
+    out["elapsed"] = time.monotonic() - started
     out["hung"] = thread.is_alive()
     scheduler.close()
     return out
+
+
+def _assert_exact(sim: DomeSimulator, result: dict[str, Any], end: int) -> None:
+    """Every wallet's fills exactly once, and its windows tiling [START, end] in order."""
+    assert not result["hung"], "scheduler deadlocked"
+    assert "error" not in result
+    for wallet in sim.wallets:
+        expected = {t["order_id"] for t in sim.truth(wallet)}
+        ids = result["ids"][wallet]
+        assert len(ids) == len(set(ids)), "a fill was emitted twice"
+        assert set(ids) == expected
+        windows = result["windows"][wallet]
+        # Completed windows tile [START, end] in order: the bookmark only moves forward.
+        assert windows[0].start == START
+        assert windows[-1].end == end
+        for left, right in itertools.pairwise(windows):
+            assert right.start == left.end + 1
 
 
 @pytest.fixture(scope="module")
@@ -84,19 +123,7 @@ def test_windows_complete_in_order_without_deadlock(
         logger=LOG,
     ).start()
     result = _consume(scheduler, sim.wallets)
-    assert not result["hung"], "scheduler deadlocked"
-    assert "error" not in result
-    for wallet in sim.wallets:
-        expected = {t["order_id"] for t in sim.truth(wallet)}
-        ids = result["ids"][wallet]
-        assert len(ids) == len(set(ids))
-        assert set(ids) == expected
-        windows = result["windows"][wallet]
-        # Completed windows tile [START, end] in order: the bookmark only moves forward.
-        assert windows[0].start == START
-        assert windows[-1].end == end
-        for left, right in itertools.pairwise(windows):
-            assert right.start == left.end + 1
+    _assert_exact(sim, result, end)
 
 
 def test_fatal_error_reaches_the_consumer(split_heavy: DomeSimulator) -> None:
@@ -128,3 +155,156 @@ def test_retry_after_is_honoured_and_pauses_every_request(split_heavy: DomeSimul
     assert first >= 2.0, "the retry came before Retry-After"
     assert stats.rate_limited == 1
     assert stats.retries == 1
+
+
+def _scheduler(
+    sim: DomeSimulator, end: int, *, page_size: int, rates: tuple[float, int], **kwargs: Any
+) -> FetchScheduler:
+    options: dict[str, Any] = {"max_concurrency": 64, "max_window_fills": 10_000, **kwargs}
+    return FetchScheduler(
+        [(w, Window(START, end)) for w in sim.wallets],
+        _fetcher(sim, rates=rates),
+        page_size=page_size,
+        logger=LOG,
+        **options,
+    ).start()
+
+
+@pytest.mark.parametrize(
+    ("rates", "latency", "min_rate"),
+    [
+        # The issue's case: a fixed pool of 8 chains reached 10.7 requests/s here.
+        pytest.param((20, 200), (0.15, 0.15), 15.0, id="20-per-s-150ms"),
+        # The Free tier with a little more latency.
+        pytest.param((10, 100), (0.15, 0.25), 7.0, id="free-200ms"),
+    ],
+)
+def test_the_tier_is_used_under_latency_and_never_exceeded(
+    rates: tuple[int, int], latency: tuple[float, float], min_rate: float
+) -> None:
+    per_second, per_10s = rates
+    dataset = Dataset.custom([3000, *(5 + i for i in range(30))], seed=3, span=200 * 86400)
+    with DomeSimulator(dataset=dataset, api_key="k", rate_limit=rates, latency=latency) as sim:
+        end = int(time.time())
+        scheduler = _scheduler(sim, end, page_size=100, rates=(per_second, per_10s))
+        result = _consume(scheduler, sim.wallets, timeout=60)
+        stats = sim.stats()
+    _assert_exact(sim, result, end)
+    assert stats["rate_limited"] == 0
+    assert stats["max_in_1s"] <= per_second
+    assert stats["max_in_10s"] <= per_10s
+    # Loose enough for a loaded 2-core machine, far above what eight fixed chains reach.
+    rate = stats["requests"] / result["elapsed"]
+    assert rate >= min_rate, f"{rate:.1f} requests/s"
+    counts = scheduler.counts
+    assert counts.first_pages_dropped == 0
+    # Slices cost a partly empty last page each, not a wasted first page.
+    assert stats["requests"] <= 3000 / 100 * 1.25 + 30 + counts.windows_cut
+
+
+def test_a_long_window_is_cut_again_where_its_fills_are() -> None:
+    # The window starts years before the wallet's first fill: cut by time, most slices are
+    # empty and the last few hold everything; those are cut again, their first page kept.
+    dataset = Dataset.custom([WalletSpec(6000, span=20 * 86400)], seed=5)
+    with DomeSimulator(dataset=dataset, api_key="k") as sim:
+        end = int(time.time())
+        scheduler = _scheduler(sim, end, page_size=50, rates=(10_000, 100_000))
+        result = _consume(scheduler, sim.wallets)
+        stats = sim.stats()
+    _assert_exact(sim, result, end)
+    counts = scheduler.counts
+    assert counts.windows_cut >= 3
+    assert counts.first_pages_dropped == 0
+    assert counts.first_pages_kept == counts.windows_cut
+    slices_of = slice_pages(50)
+    # About one partly empty page per leaf slice, and one request per empty slice.
+    assert stats["requests"] <= 6000 / 50 * (1 + 1 / slices_of) + counts.slices
+
+
+def test_an_api_serving_oldest_first_keeps_its_first_pages_too() -> None:
+    dataset = Dataset.custom([WalletSpec(4000, span=300 * 86400), 40, 3], seed=9)
+    with DomeSimulator(dataset=dataset, api_key="k") as sim:
+        sim.set_faults(sort="asc")
+        end = int(time.time())
+        scheduler = _scheduler(sim, end, page_size=50, rates=(10_000, 100_000))
+        result = _consume(scheduler, sim.wallets)
+    _assert_exact(sim, result, end)
+    assert scheduler.counts.windows_cut >= 1
+    assert scheduler.counts.first_pages_dropped == 0
+
+
+def test_a_first_page_inside_one_second_is_dropped_and_the_window_cut() -> None:
+    # 400 fills in one second, then a few before: a slice's first page can show one
+    # second only, which proves nothing about the rest of its window.
+    burst = WalletSpec(460, span=2 * 86400, burst=400)
+    dataset = Dataset.custom([burst], seed=2)
+    with DomeSimulator(dataset=dataset, api_key="k") as sim:
+        end = int(time.time())
+        scheduler = _scheduler(
+            sim, end, page_size=50, rates=(10_000, 100_000), max_window_fills=100
+        )
+        result = _consume(scheduler, sim.wallets)
+    _assert_exact(sim, result, end)
+    assert scheduler.counts.first_pages_dropped >= 1
+
+
+def test_memory_is_bounded_by_the_budget_not_by_the_wallet() -> None:
+    # The consumer is slower than the fetching, so pages pile up to the budget: the same
+    # peak for a wallet four times bigger.
+    peaks = []
+    for fills in (5_000, 20_000):
+        dataset = Dataset.custom([WalletSpec(fills, span=100 * 86400), 30, 2], seed=fills)
+        with DomeSimulator(dataset=dataset, api_key="k") as sim:
+            end = int(time.time())
+            scheduler = _scheduler(
+                sim, end, page_size=100, rates=(10_000, 100_000), max_buffered_fills=2_000
+            )
+            result = _consume(scheduler, sim.wallets, timeout=90, per_page=0.002)
+        _assert_exact(sim, result, end)
+        peaks.append(scheduler.counts.peak_fills_held)
+    small, big = peaks
+    assert big <= 2_000 + 2 * 100  # the budget, plus the page the head may always fetch
+    assert big <= 1.15 * small
+
+
+def test_in_flight_follows_the_rate_and_the_observed_latency() -> None:
+    dev = RateLimiter.for_rates(100, 500)
+    gate = ConcurrencyGate(dev.burst_rate, cap=128)
+    assert 90 < dev.burst_rate <= 100  # the per-second budget, not the 10-second average
+    gate.observe(0.25)
+    assert gate.limit == math.ceil(dev.burst_rate * 0.25 * HEADROOM) + SPARE
+    for _ in range(50):  # the moving average follows a slower network
+        gate.observe(1.0)
+    assert gate.limit == 128  # the cap
+    free = ConcurrencyGate(RateLimiter.for_rates(10, 100).burst_rate, cap=128)
+    free.observe(0.2)
+    assert free.limit <= 6
+
+
+class _LateClock:
+    """A fake clock whose sleeps overrun by `late` seconds once (a thread waking late)."""
+
+    def __init__(self, late: float) -> None:
+        self.now = 0.0
+        self.late = late
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds + self.late
+        self.late = 0.0
+
+
+def test_a_caller_waking_late_pushes_the_next_window_back() -> None:
+    clock = _LateClock(late=0.3)
+    limiter = RateLimiter([(1.0, 2), (10.0, 100)], clock=clock.time, sleep=clock.sleep)
+    sends = []
+    for _ in range(6):
+        limiter.acquire()
+        sends.append(clock.now)
+    # The second request's slot was spaced after the first, but it left 0.3 s late: the
+    # server counts it then, so the fourth may not leave within a second of that moment.
+    assert sends[1] > 0.3
+    for i in range(len(sends) - 2):
+        assert sends[i + 2] - sends[i] >= 1.0 + window_slack(1.0) - 1e-9

@@ -6,10 +6,14 @@ import atexit
 
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
-from dome_simulator import Dataset, DomeSimulator
+from dome_simulator import Dataset, DomeSimulator, WalletSpec
 from tap_dome.tap import TapDome
 
-_SIM = DomeSimulator(dataset=Dataset.custom([120, 40, 0, 1], seed=17), api_key="standard-key")
+# The first wallet splits, merges and redeems, so `activity` has rows to return.
+_SIM = DomeSimulator(
+    dataset=Dataset.custom([WalletSpec(120, activity=6), 40, 0, 1], seed=17),
+    api_key="standard-key",
+)
 _SIM.start()
 atexit.register(_SIM.stop)
 
@@ -24,5 +28,8 @@ TestTapDome = get_tap_test_class(
         "requests_per_second": 1000,
         "requests_per_10_seconds": 10000,
     },
-    suite_config=SuiteConfig(),
+    # The SDK's dry run stops every stream after a few records, so the orders stream never
+    # completes and the audit (which only counts wallets whose orders read completed in the
+    # same run) rightly has nothing to say; tap-dome/tests/test_streams.py tests it.
+    suite_config=SuiteConfig(ignore_no_records_for_streams=["wallet_audits"]),
 )

@@ -263,7 +263,9 @@ def test_deselected_fields_are_dropped(tmp_path: Path, simulator_factory: Any) -
     )
     assert done.returncode == 0, done.stderr[-2000:]
     records = [
-        json.loads(line)["record"] for line in done.stdout.splitlines() if '"RECORD"' in line
+        json.loads(line)["record"]
+        for line in done.stdout.splitlines()
+        if '"RECORD"' in line and '"stream":"orders"' in line
     ]
     assert {r["order_id"] for r in records} == truth_ids(sim)
     assert all("title" not in r for r in records)

@@ -81,6 +81,8 @@ class BqPipeline(Pipeline):
             TARGET_BIGQUERY_BUCKET=BUCKET,
             TARGET_BIGQUERY_CREDENTIALS_PATH=str(self.bq.credentials),
             DBT_BIGQUERY_DATASET=self.dbt_dataset,
+            # The tap's BATCH files (bqtest's batch_config), one folder per deployment.
+            TAP_DOME_BATCH_ROOT=str(self.workdir / "tap-batches"),
             DBT_BIGQUERY_API_ENDPOINT=self.bq.bq_url,
             DBT_SEND_ANONYMOUS_USAGE_STATS="false",
             DO_NOT_TRACK="1",

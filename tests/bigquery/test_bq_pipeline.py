@@ -161,6 +161,49 @@ def test_kill_after_state_before_load_end_then_rerun_is_exact(
     assert pipe.sim.stats()["rows_served"] < 2 * len(truth)
 
 
+@pytest.mark.parametrize("step", ["before_load", "after_load"])
+def test_kill_at_a_load_then_rerun_is_exact(make_bq_pipeline: Any, step: str) -> None:
+    """SIGKILL the whole ``meltano run`` while the loader holds its third load job: after the
+    files were uploaded and before the load job (``before_load``), or after the load job and
+    before the STATE that follows it (``after_load``). Nothing a stored bookmark covers is
+    missing from BigQuery then, and the forced rerun ends with fct_orders exact."""
+    dataset = Dataset.custom([400, 1500, 2500, 3000], seed=17)
+    pipe: BqPipeline = make_bq_pipeline(dataset, latency=(0.02, 0.04))
+    pipe.env_overrides.update(
+        TAP_DOME_MAX_CONCURRENCY="1",
+        TAP_DOME_MAX_WINDOW_FILLS="500",
+        TARGET_BIGQUERY_DOME_TEST_PAUSE=f"{step}=120@3",
+    )
+    truth = pipe.truth()
+    proc, log = pipe.start()
+    paused = wait_for(
+        lambda: f"test pause {step} of load 3" in log.read_text(),
+        timeout=240,
+        interval=0.1,
+    )
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert paused, f"the loader never reached {step} of load 3:\n{log.read_text()[-5000:]}"
+
+    marks = bookmarks(pipe.state())
+    assert marks, "no STATE was stored before the held load"
+    raw = set(pipe.raw_ids())
+    behind = [
+        oid
+        for oid, row in truth.items()
+        if marks.get(row["wallet"]) is not None
+        and int(row["timestamp"]) <= int(str(marks[row["wallet"]]))
+        and oid not in raw
+    ]
+    assert not behind, f"{len(behind)} fills behind a stored bookmark are not in BigQuery"
+    assert len(raw) < len(truth), "everything was loaded before the kill: nothing was tested"
+
+    pipe.env_overrides.pop("TARGET_BIGQUERY_DOME_TEST_PAUSE")
+    pipe.run("--force")
+    fct = pipe.assert_exact()
+    assert set(fct) == set(truth)
+
+
 def _content(fct: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {
         oid: {k: norm(v) for k, v in row.items() if k not in LOAD_COLUMNS}
@@ -179,7 +222,9 @@ def test_duckdb_and_bigquery_give_the_same_fct_orders(
     # The production runbook on a new bucket: preflight says it is missing, create-bucket
     # makes it (in the location), preflight passes, the pipeline runs.
     bucket = f"tap-dome-new-{os.getpid()}"
-    bq_pipe.env_overrides.update(TARGET_BIGQUERY_BUCKET=bucket)
+    # No key file: the loader and dbt (method oauth) both use application default credentials
+    # (here GOOGLE_APPLICATION_CREDENTIALS; workload identity in production).
+    bq_pipe.env_overrides.update(TARGET_BIGQUERY_BUCKET=bucket, TARGET_BIGQUERY_CREDENTIALS_PATH="")
     missing = bq_pipe.meltano("invoke", "target-bigquery:preflight", timeout=120)
     assert missing.returncode != 0, missing.stdout[-3000:]
     assert "TARGET_BIGQUERY_BUCKET" in missing.stdout, missing.stdout[-3000:]
@@ -189,6 +234,7 @@ def test_duckdb_and_bigquery_give_the_same_fct_orders(
     ok = bq_pipe.meltano("invoke", "target-bigquery:preflight", timeout=120)
     assert ok.returncode == 0, ok.stdout[-3000:]
     assert "preflight ok" in ok.stdout, ok.stdout[-3000:]
+    assert "credentials application default credentials" in ok.stdout, ok.stdout[-3000:]
 
     bq_pipe.run()
     assert bq_pipe.bq.list_objects(bucket, "target_bigquery/")
@@ -208,6 +254,24 @@ def test_duckdb_and_bigquery_give_the_same_fct_orders(
     assert not diffs, (
         f"{len(diffs)} values differ, e.g. (order_id, column, duckdb, bigquery): {diffs[:5]}"
     )
+    # The completeness audit holds on both warehouses, with the same counts.
+    columns = "wallet, api_total, warehouse_fills, missing_fills"
+    table = f"`{bq_pipe.bq.project}.{bq_pipe.dbt_dataset}.wallet_completeness`"
+    bq_audit = {
+        r["wallet"]: (int(r["api_total"]), int(r["warehouse_fills"]), int(r["missing_fills"]))
+        for r in bq_pipe.bq.query(f"select {columns} from {table}")
+    }
+    with duck_pipe.connect() as con:
+        schema = duck_pipe.fct_schema(con)
+        duck_audit = {
+            str(w): (int(t), int(h), int(m))
+            for w, t, h, m in con.execute(
+                f'select {columns} from "{schema}".wallet_completeness'
+            ).fetchall()
+        }
+    assert bq_audit == duck_audit
+    assert set(bq_audit) == set(bq_pipe.wallets)
+    assert all(missing == 0 for _, _, missing in bq_audit.values()), bq_audit
 
 
 @pytest.mark.parametrize(

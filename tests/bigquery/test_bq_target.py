@@ -1,15 +1,16 @@
-"""target-bigquery (tap-dome's wrapper of z3-target-bigquery 0.7.2, gcs_stage) on hand-written
+"""target-bigquery (tap-dome's loader: staged files in GCS, BigQuery load jobs) on hand-written
 Singer streams, against the emulators: files are staged in the bucket, loaded by load jobs, and
 every STATE the target emits is already covered by rows in the raw table.
 
 The target reads its input from a pipe that the test feeds chunk by chunk, so the raw table can
-be inspected at the moment a STATE appears on the target's stdout (and the target killed then).
-A control runs upstream's target the same way and shows the loss this wrapper prevents.
+be inspected at the moment a STATE appears on the target's stdout (and the target killed then,
+also between an upload and its load, and between a load and its STATE).
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import select
@@ -68,7 +69,8 @@ def state_msg(i: int) -> dict[str, Any]:
 
 
 def lines(*messages: dict[str, Any]) -> bytes:
-    return b"".join(json.dumps(m).encode() + b"\n" for m in messages)
+    """Messages as singer-sdk taps write them (compact JSON): the loader's fast path."""
+    return b"".join(json.dumps(m, separators=(",", ":")).encode() + b"\n" for m in messages)
 
 
 def schema_msg() -> dict[str, Any]:
@@ -84,26 +86,6 @@ def records(start: int, stop: int) -> list[dict[str, Any]]:
     return [{"type": "RECORD", "stream": "orders", "record": record(i)} for i in range(start, stop)]
 
 
-# Upstream's target (not our wrapper), made to drain and emit STATE on every STATE message and to
-# let idle upload threads go after 0.5 s instead of 30 s: otherwise exactly as shipped.
-UPSTREAM = """
-import queue
-from target_bigquery.target import TargetBigQuery
-
-class FastQueue(queue.Queue):
-    def get(self, block=True, timeout=None):
-        return super().get(block, 0.5)
-
-class Upstream(TargetBigQuery):
-    _MAX_RECORD_AGE_IN_MINUTES = 0.0
-    def get_parallelization_components(self, default=None):
-        proc, pipe, _queue, typ = super().get_parallelization_components()
-        return proc, pipe, FastQueue, typ
-
-Upstream.cli()
-"""
-
-
 class Target:
     """A target process fed through a pipe, its stdout (STATE lines) read as they come."""
 
@@ -112,7 +94,7 @@ class Target:
         bq: bq_harness.Stack,
         workdir: Path,
         dataset: str,
-        upstream: bool = False,
+        env: dict[str, str] | None = None,
         **config: Any,
     ) -> None:
         self.bq = bq
@@ -123,20 +105,13 @@ class Target:
             "location": bq.location,
             "bucket": BUCKET,
             "credentials_path": str(bq.credentials),
-            "method": "gcs_stage",
-            "denormalized": True,
             "batch_size": 100,
             "load_interval_seconds": 0,
             **config,
         }
         cfg_path = workdir / f"{dataset}.json"
         cfg_path.write_text(json.dumps(cfg))
-        py = str(LOADER_VENV / "bin" / "python")
-        cmd = (
-            [py, "-c", UPSTREAM]
-            if upstream
-            else [str(LOADER_VENV / "bin" / "target-bigquery-dome")]
-        )
+        cmd = [str(LOADER_VENV / "bin" / "target-bigquery-dome")]
         self.log = workdir / f"{dataset}.log"
         self._log = self.log.open("wb")
         self.proc = subprocess.Popen(
@@ -144,7 +119,7 @@ class Target:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
-            env={**os.environ, **bq.env()},
+            env={**os.environ, **bq.env(), **(env or {})},
             start_new_session=True,
         )
         self.states: list[dict[str, Any]] = []
@@ -276,21 +251,6 @@ def test_loads_before_each_state_and_survives_a_kill(bq: bq_harness.Stack, workd
     ]
 
 
-def test_upstream_target_emits_state_before_loading(bq: bq_harness.Stack, workdir: Path) -> None:
-    """Control: z3-target-bigquery 0.7.2 as shipped. Its STATE runs ahead of the raw table, so
-    the kill above would lose fills with it: this is what the wrapper exists for."""
-    target = Target(bq, workdir, "tgt_upstream", upstream=True, batch_size=100)
-    try:
-        target.send(lines(schema_msg(), *records(0, 250), state_msg(249)))
-        target.wait_state(1)
-        loaded_at_state = target.raw_ids()
-    finally:
-        target.kill()
-    assert loaded_at_state == set(), "upstream now loads before STATE: the wrapper may be moot"
-    assert bq.list_objects(BUCKET, "target_bigquery/tgt_upstream/orders/"), "nothing was staged"
-    assert target.raw_ids() == set()
-
-
 def test_failed_upload_never_emits_state(bq: bq_harness.Stack, workdir: Path) -> None:
     bucket = "tap-dome-doomed"
     bq.create_bucket(bucket)
@@ -307,7 +267,7 @@ def test_failed_upload_never_emits_state(bq: bq_harness.Stack, workdir: Path) ->
     assert rc != 0, target.stderr()
     assert len(target.states) == 1, f"STATE after a failed upload: {target.states}"
     assert target.raw_ids() == ids(0, 150)
-    assert "upload of a staged batch to GCS failed" in target.stderr()
+    assert "upload of a staged file to GCS failed" in target.stderr()
 
 
 @pytest.mark.parametrize(
@@ -336,3 +296,154 @@ def test_bad_config_fails_before_reading_input(
     assert "configuration error" in err, err
     assert setting in err, err
     assert not bq.table_exists("tgt_bad", "orders")
+
+
+def test_kill_after_upload_before_load_loses_nothing(bq: bq_harness.Stack, workdir: Path) -> None:
+    """Files uploaded, their load job not started: no STATE; a rerun from the old state loads
+    what the tap sends again, and the files of the dead run stay unloaded garbage."""
+    pause = {"TARGET_BIGQUERY_DOME_TEST_PAUSE": "before_load=60"}
+    target = Target(bq, workdir, "tgt_upkill", env=pause)
+    prefix = "target_bigquery/tgt_upkill/orders/"
+    try:
+        target.send(lines(schema_msg(), *records(0, 250), state_msg(249)))
+        # Every file of the checkpoint is uploaded; the load job is held back.
+        assert wait_until(lambda: len(bq.list_objects(BUCKET, prefix)) == 3), target.stderr()
+        assert wait_until(lambda: "test pause before_load" in target.stderr())
+    finally:
+        target.kill()
+    assert target.states == []
+    assert target.raw_ids() == set()
+    staged = bq.list_objects(BUCKET, prefix)
+    assert len(staged) == 3
+
+    # The rerun: the tap starts from the last stored STATE (none), so it sends it all again.
+    rerun = Target(bq, workdir, "tgt_upkill")
+    rerun.send(lines(schema_msg(), *records(0, 300), state_msg(299)))
+    assert rerun.finish() == 0, rerun.stderr()
+    assert bookmark(rerun.states[-1]) == record(299)["timestamp"]
+    raw = bq.query(f"select order_id from `{bq.project}.tgt_upkill.orders`")
+    assert sorted(r["order_id"] for r in raw) == sorted(ids(0, 300))
+
+
+def test_kill_after_load_before_state_double_loads_harmlessly(
+    bq: bq_harness.Stack, workdir: Path
+) -> None:
+    """The load job finished, the STATE after it was never written: the rerun sends and loads
+    the same rows again. The raw table then holds them twice (dbt keeps one)."""
+    pause = {"TARGET_BIGQUERY_DOME_TEST_PAUSE": "after_load=60"}
+    target = Target(bq, workdir, "tgt_loadkill", env=pause)
+    try:
+        target.send(lines(schema_msg(), *records(0, 150), state_msg(149)))
+        assert wait_until(lambda: "test pause after_load" in target.stderr()), target.stderr()
+    finally:
+        target.kill()
+    assert target.states == []
+    assert target.raw_ids() == ids(0, 150)
+
+    rerun = Target(bq, workdir, "tgt_loadkill")
+    rerun.send(lines(schema_msg(), *records(0, 200), state_msg(199)))
+    assert rerun.finish() == 0, rerun.stderr()
+    raw = [
+        r["order_id"] for r in bq.query(f"select order_id from `{bq.project}.tgt_loadkill.orders`")
+    ]
+    assert sorted(raw) == sorted([*ids(0, 150), *ids(0, 200)])
+    assert bookmark(rerun.states[-1]) == record(199)["timestamp"]
+
+
+def write_batch_file(path: Path, start: int, stop: int) -> str:
+    """A gzip JSONL file as singer-sdk's batch writer makes it (stdlib json, one record a line)."""
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        for i in range(start, stop):
+            fh.write(json.dumps(record(i)) + "\n")
+    return path.as_uri()
+
+
+def batch_msg(*uris: str) -> dict[str, Any]:
+    return {
+        "type": "BATCH",
+        "stream": "orders",
+        "encoding": {"format": "jsonl", "compression": "gzip"},
+        "manifest": list(uris),
+    }
+
+
+def test_batch_messages_are_loaded_from_the_taps_files(bq: bq_harness.Stack, workdir: Path) -> None:
+    files = workdir / "tap-batches"
+    files.mkdir()
+    first = write_batch_file(files / "b1.json.gz", 0, 120)
+    second = write_batch_file(files / "b2.json.gz", 120, 300)
+    target = Target(bq, workdir, "tgt_batch")
+    try:
+        target.send(lines(schema_msg(), batch_msg(first), state_msg(119)))
+        target.wait_state(1)
+        assert target.raw_ids() == ids(0, 120)
+        target.send(lines(batch_msg(second), state_msg(299)))
+        rc = target.finish()
+    finally:
+        if target.proc.poll() is None:
+            target.kill()
+    assert rc == 0, target.stderr()
+    assert bookmark(target.states[-1]) == record(299)["timestamp"]
+    rows = bq.query(
+        "select order_id, shares, filled_at, _sdc_batched_at, _sdc_extracted_at "
+        f"from `{bq.project}.tgt_batch.orders`"
+    )
+    assert sorted(r["order_id"] for r in rows) == sorted(ids(0, 300))
+    assert all(r["_sdc_batched_at"] and r["_sdc_extracted_at"] for r in rows)
+    by_id = {r["order_id"]: r for r in rows}
+    assert by_id[record(200)["order_id"]]["shares"] == record(200)["shares"]
+    # Each loaded tap file is removed; the staged copies (with the metadata) are in GCS.
+    assert list(files.iterdir()) == []
+    assert len(bq.list_objects(BUCKET, "target_bigquery/tgt_batch/orders/")) == 2
+
+
+def test_parsed_lines_new_columns_and_metadata(bq: bq_harness.Stack, workdir: Path) -> None:
+    """Lines the fast slice does not take (spaced JSON, extra keys) load the same values; a new
+    property in a later SCHEMA becomes a new column."""
+    target = Target(bq, workdir, "tgt_shapes")
+    spaced = {
+        "type": "RECORD",
+        "stream": "orders",
+        "record": record(1),
+        "time_extracted": "2026-01-02T03:04:05.000006+00:00",
+    }
+    odd = {"type": "RECORD", "stream": "orders", "record": record(2), "extra": {"a": 1}}
+    wider = json.loads(json.dumps(SCHEMA))
+    wider["properties"]["venue"] = {"type": ["string", "null"]}
+    new_schema = {**schema_msg(), "schema": wider}
+    with_venue = {**record(3), "venue": "clob"}
+    target.send(
+        json.dumps(schema_msg()).encode()
+        + b"\n"
+        + lines(records(0, 1)[0])
+        + json.dumps(spaced).encode()  # json.dumps' default ", " / ": " separators
+        + b"\n"
+        + lines(odd, new_schema)
+        + lines({"type": "RECORD", "stream": "orders", "record": with_venue})
+        + lines(state_msg(3))
+    )
+    assert target.finish() == 0, target.stderr()
+    assert "venue" in bq.table_columns("tgt_shapes", "orders")
+    rows = {
+        r["order_id"]: r
+        for r in bq.query(
+            "select order_id, price, shares, venue, _sdc_extracted_at "
+            f"from `{bq.project}.tgt_shapes.orders`"
+        )
+    }
+    assert set(rows) == ids(0, 4)
+    for i in range(4):
+        assert rows[record(i)["order_id"]]["price"] == record(i)["price"]
+        assert rows[record(i)["order_id"]]["shares"] == record(i)["shares"]
+    assert rows[record(1)["order_id"]]["_sdc_extracted_at"] == 1767323045.000006
+    assert rows[record(3)["order_id"]]["venue"] == "clob"
+    assert rows[record(0)["order_id"]]["venue"] is None
+
+
+def wait_until(check: Any, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False

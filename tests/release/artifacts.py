@@ -67,12 +67,12 @@ def clean_env() -> dict[str, str]:
     }
 
 
-def records(stdout: str) -> list[dict[str, Any]]:
-    """RECORD payloads of a Singer stream, in order."""
+def records(stdout: str, stream: str = "orders") -> list[dict[str, Any]]:
+    """RECORD payloads of one stream of a tap's Singer output, in order."""
     found = []
     for line in stdout.splitlines():
         if line.startswith("{"):
             message = json.loads(line)
-            if message.get("type") == "RECORD":
+            if message.get("type") == "RECORD" and message.get("stream") == stream:
                 found.append(message["record"])
     return found

@@ -1,5 +1,6 @@
 {#-
-    The slice of raw fills an incremental run of fct_orders reprocesses, as two SQL fragments:
+    The slice of raw rows an incremental run of fct_orders (or fct_activity, with
+    date_column='occurred_date') reprocesses, as two SQL fragments:
 
     - `cutoff`: raw rows with batched_at >= cutoff are (re)processed. It is the newest
       batched_at already in fct_orders minus `dome_incremental_margin_hours`.
@@ -17,7 +18,7 @@
     then expressed as subqueries over `this` and the staging model, which the unit test's
     fixtures replace. Both forms select the same rows.
 -#}
-{% macro dome_incremental_window(staging_relation) %}
+{% macro dome_incremental_window(staging_relation, date_column='filled_date') %}
     {%- set margin_hours = var('dome_incremental_margin_hours', 3) | int -%}
     {%- set cutoff_sql = dome_hours_before('max(batched_at)', margin_hours) -%}
 
@@ -29,7 +30,7 @@
             )
         {%- endset -%}
         {%- set touched_days -%}
-            (select filled_date from {{ staging_relation }} where batched_at >= {{ cutoff }})
+            (select {{ date_column }} from {{ staging_relation }} where batched_at >= {{ cutoff }})
         {%- endset -%}
         {{ return({'cutoff': cutoff, 'touched_days': touched_days}) }}
     {%- endif -%}
@@ -45,10 +46,10 @@
     {%- endif -%}
 
     {%- set days_query -%}
-        select distinct cast(filled_date as {{ dbt.type_string() }}) as filled_day
+        select distinct cast({{ date_column }} as {{ dbt.type_string() }}) as touched_day
         from {{ staging_relation }}
         where batched_at >= {{ cutoff }}
-          and filled_date is not null
+          and {{ date_column }} is not null
         order by 1
     {%- endset -%}
     {%- set days = run_query(days_query).columns[0].values() -%}
@@ -62,8 +63,8 @@
         {%- set touched_days = '(' ~ literals | join(', ') ~ ')' -%}
     {%- endif -%}
     {%- do log(
-        'fct_orders: reprocessing raw rows batched since ' ~ (cutoff_value or 'the start')
-        ~ ' on ' ~ (days | length) ~ ' fill day(s)',
+        model.name ~ ': reprocessing raw rows batched since ' ~ (cutoff_value or 'the start')
+        ~ ' on ' ~ (days | length) ~ ' day(s)',
         info=true
     ) -%}
     {{ return({'cutoff': cutoff, 'touched_days': touched_days}) }}

@@ -17,12 +17,6 @@
     'filled_at_unix', 'filled_at', 'filled_date', 'extracted_at', 'batched_at',
 ] -%}
 
-{#- Content columns: the last, deterministic tiebreak between copies loaded at the same time. -#}
-{%- set tiebreak_order = [] -%}
-{%- for column in fill_columns if column not in ['order_id', 'extracted_at', 'batched_at'] -%}
-    {%- do tiebreak_order.append(column ~ ' asc nulls last') -%}
-{%- endfor -%}
-
 {%- if is_incremental() -%}
     {%- set window = dome_incremental_window(ref('stg_dome__orders')) -%}
 {%- endif %}
@@ -69,13 +63,7 @@ ranked as (
 
     select
         *,
-        row_number() over (
-            partition by order_id
-            order by
-                batched_at desc nulls last,
-                extracted_at desc nulls last,
-                {{ tiebreak_order | join(', ') }}
-        ) as copy_rank
+        {{ dome_copy_rank('order_id', fill_columns) }} as copy_rank
     from copies
 
 ),

@@ -16,95 +16,47 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
-ENV_PREFIX = "TARGET_BIGQUERY_"
-SETTINGS = ("project", "dataset", "location", "bucket", "credentials_path", "credentials_json")
-DEFAULT_LOCATION = "US"
-
-
-class ConfigError(Exception):
-    """A setting is missing or wrong; the message names it."""
-
-
-def env_name(setting: str) -> str:
-    return ENV_PREFIX + setting.upper()
-
-
-def setting_ref(setting: str) -> str:
-    return f"setting `{setting}` ({env_name(setting)})"
+from target_bigquery_dome import credentials
+from target_bigquery_dome.settings import (
+    DEFAULT_LOCATION,
+    ConfigError,
+    check_values,
+    env_name,
+    setting_ref,
+)
 
 
 def config_from_env() -> dict[str, Any]:
-    return {s: os.environ[env_name(s)] for s in SETTINGS if os.environ.get(env_name(s))}
+    """The settings Meltano would pass, read from TARGET_BIGQUERY_* environment variables."""
+    names = ("project", "dataset", "location", "bucket", "credentials_path", "credentials_json")
+    return {s: os.environ[env_name(s)] for s in names if os.environ.get(env_name(s))}
 
 
-def _credentials(config: dict[str, Any]):
-    """google.auth credentials from credentials_path / credentials_json, or None for ADC."""
-    from google.oauth2 import service_account
-
-    path = config.get("credentials_path")
-    raw = config.get("credentials_json")
-    scopes = [
-        "https://www.googleapis.com/auth/cloud-platform",
-        "https://www.googleapis.com/auth/bigquery",
-        "https://www.googleapis.com/auth/devstorage.read_write",
-    ]
-    if path:
-        ref = setting_ref("credentials_path")
-        if not os.path.isfile(path):
-            raise ConfigError(f"{ref}: no such file: {path}")
-        try:
-            with open(path, encoding="utf-8") as fh:
-                info = json.load(fh)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{ref}: {path} is not a readable JSON key file ({exc})") from exc
-        source = f"{ref} ({path})"
-    elif raw:
-        try:
-            info = json.loads(raw)
-        except ValueError as exc:
-            raise ConfigError(f"{setting_ref('credentials_json')}: not valid JSON ({exc})") from exc
-        source = setting_ref("credentials_json")
-    else:
-        return None, "application default credentials"
-    if not isinstance(info, dict) or info.get("type") != "service_account":
-        raise ConfigError(
-            f'{source}: not a service-account key (its "type" must be service_account)'
-        )
-    try:
-        creds = service_account.Credentials.from_service_account_info(info, scopes=scopes)
-    except (ValueError, KeyError) as exc:
-        raise ConfigError(f"{source}: unusable service-account key ({exc})") from exc
-    return creds, source
-
-
-def check(config: dict[str, Any], create_bucket: bool = False, log=None) -> dict[str, str]:
+def check(
+    config: dict[str, Any],
+    create_bucket: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, str]:
     """Validate settings, credentials, the staging bucket and the dataset's location.
 
     Returns a summary; raises ConfigError naming the setting at fault.
     """
     from google.api_core import exceptions as gexc
     from google.auth import exceptions as auth_exc
-    from google.cloud import bigquery, storage
+    from google.cloud import bigquery
+    from google.cloud import storage as gcs_storage  # type: ignore[attr-defined]
 
     say = log or (lambda msg: None)
-    for required in ("project", "dataset"):
-        if not config.get(required):
-            raise ConfigError(f"{setting_ref(required)} is required")
-    method = config.get("method", "gcs_stage")
-    if method != "gcs_stage":
-        raise ConfigError(f"{setting_ref('method')} must be gcs_stage (is {method!r})")
-    bucket_name = config.get("bucket")
-    if not bucket_name:
-        raise ConfigError(
-            f"{setting_ref('bucket')} is required: the GCS bucket batches are staged in"
-        )
+    check_values(config)
+    bucket_name = str(config["bucket"])
     location = str(config.get("location") or DEFAULT_LOCATION)
     project = config["project"]
 
-    creds, source = _credentials(config)
-    gcs = storage.Client(project=project, credentials=creds)
+    creds, source = credentials.from_settings(config)
+    gcs = gcs_storage.Client(project=project, credentials=creds)
     try:
         bucket = gcs.lookup_bucket(bucket_name)
     except auth_exc.GoogleAuthError as exc:
@@ -155,8 +107,8 @@ def check(config: dict[str, Any], create_bucket: bool = False, log=None) -> dict
     return summary
 
 
-def main(argv: list | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--config", help="target config JSON (default: TARGET_BIGQUERY_* env)")
     parser.add_argument("--create-bucket", action="store_true", help="create the bucket if missing")
     args = parser.parse_args(argv)

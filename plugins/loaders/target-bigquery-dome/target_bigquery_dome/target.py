@@ -1,249 +1,344 @@
-"""target-bigquery for tap-dome: z3-target-bigquery 0.7.2 `gcs_stage`, loaded before every STATE.
+"""target-bigquery for tap-dome: staged JSONL files in GCS, BigQuery load jobs, STATE after them.
 
-Upstream `gcs_stage` uploads each batch to GCS during the run, emits STATE once the uploads are
-done, and loads the files into BigQuery with one load job only when its input ends. Meltano
-stores every STATE a target emits, also when the run dies later: a run killed between an
-upload and the final load leaves fills in GCS only, with the bookmark already past them.
+The path of a row, and why each step is there:
 
-This target keeps upstream's sinks, schema handling and upload workers, and changes when data
-becomes durable in BigQuery:
+1. RECORD lines are sliced, not parsed (lines.py), and the row is appended as bytes to a local
+   file of its stream, with _sdc_extracted_at (the message's time_extracted) and
+   _sdc_batched_at (when the file was opened). BATCH messages name files the tap already
+   wrote; they are staged as they are, with the same two fields added (staging.py).
+2. A file is sealed when it holds `batch_size` rows or at a checkpoint; worker threads gzip it
+   and upload it to gs://BUCKET/PREFIX/DATASET/TABLE/RUN/ while the main thread reads on.
+3. A checkpoint happens when a STATE message arrives `load_interval_seconds` after the previous
+   one, and at the end of the input: every open file is sealed, and one load job per table
+   appends all files staged since the previous checkpoint (BigQuery reads them in parallel).
+4. That STATE is written to stdout only after those load jobs succeeded with the expected row
+   count (loads.py); reading goes on meanwhile, and later checkpoints' loads may overlap.
 
-- before it writes any STATE it waits for every queued upload, fails if one failed, and runs a
-  BigQuery load job (append) over the files staged since the previous STATE, waiting for it and
-  checking its row count. STATE therefore never runs ahead of the raw table. A crash after the
-  load and before the STATE only means the rerun reads those fills again: the raw table is
-  append-only and dbt deduplicates.
-- that load+STATE happens when a STATE message arrives at least `load_interval_seconds` after
-  the previous load (default 300: at most about 288 load jobs per table a day, well under
-  BigQuery's 1,500), and at the end of the input.
-- settings, credentials, the bucket (it must exist, in `location`) and the dataset's location
-  are checked before any input is read, with errors that name the setting.
-- an upload that failed is an error, never a STATE (upstream drains and emits STATE on it).
+So Meltano never stores a bookmark past rows that are not in the raw table. A crash at any
+point leaves at most files that were staged but not loaded: the tap reads those rows again
+from the last stored STATE, and the next run loads them (a copy that was loaded but whose
+STATE was lost is loaded twice: the raw table is append-only and dbt deduplicates).
 """
 
 from __future__ import annotations
 
-import copy
-import re
+import os
+import shutil
 import sys
+import tempfile
 import time
-from typing import Any, cast
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import IO, Any, ClassVar
 
-from google.cloud import bigquery
-from singer_sdk import typing as th
-from singer_sdk.target_base import Target
-from target_bigquery.core import BaseBigQuerySink, bigquery_client_factory
-from target_bigquery.gcs_stage import BigQueryGcsStagingDenormalizedSink
-from target_bigquery.target import TargetBigQuery
+import simplejson
+from singer_sdk import Target
+from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 
-from target_bigquery_dome.preflight import ConfigError, check, setting_ref
-
-DEFAULT_LOAD_INTERVAL_SECONDS = 300
-_BATCH_ID = re.compile(r"/([0-9a-f-]{36})\.jsonl(?:\.gz)?$")
-
-
-class StagedLoadError(RuntimeError):
-    """Staged files could not be uploaded or loaded; no STATE is emitted."""
-
-
-class DomeGcsStagingSink(BigQueryGcsStagingDenormalizedSink):
-    """Upstream's denormalized gcs_stage sink whose staged files are loaded on demand."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._rows_by_batch: dict[str, int] = {}
-        self.rows_loaded = 0
-        self.load_jobs = 0
-        super().__init__(*args, **kwargs)
-
-    def create_bucket_if_not_exists(self):  # type: ignore[override]
-        """The target checked the bucket at start-up; never create one implicitly here."""
-        return None
-
-    def process_batch(self, context: dict[str, Any]) -> None:
-        self._rows_by_batch[context["batch_id"]] = self.current_size
-        super().process_batch(context)
-
-    def load_staged(self) -> int:
-        """Load every file uploaded since the last load; wait for the job. Returns rows loaded."""
-        while self.gcs_notification.poll():
-            self.uris.append(self.gcs_notification.recv())
-        if not self.uris:
-            return 0
-        uris = list(self.uris)
-        expected = 0
-        for uri in uris:
-            match = _BATCH_ID.search(uri)
-            expected += self._rows_by_batch.get(match.group(1), 0) if match else 0
-        self.logger.info(
-            "Loading %d staged file(s), %d rows, into %s", len(uris), expected, self.table
-        )
-        client = bigquery_client_factory(self._credentials)
-        job = client.load_table_from_uri(
-            uris,
-            self.table.as_ref(),
-            job_id_prefix="tap_dome_stage_",
-            timeout=self.config.get("timeout", 600),
-            job_config=bigquery.LoadJobConfig(**self.job_config),
-        )
-        try:
-            job.result(timeout=self.config.get("timeout", 600))
-        except Exception as exc:
-            raise StagedLoadError(
-                f"BigQuery load job {job.job_id} into {self.table} failed for {len(uris)} staged"
-                f" file(s) ({', '.join(uris)}): {exc}"
-            ) from exc
-        # BigQuery reports the rows this job loaded. (bqemulator reports the table's row count
-        # after the load instead, hence "fewer than", which holds on both.)
-        loaded = job.output_rows
-        if loaded is not None and int(loaded) < expected:
-            raise StagedLoadError(
-                f"BigQuery load job {job.job_id} into {self.table} loaded {loaded} rows from"
-                f" {len(uris)} staged file(s), expected {expected}: {', '.join(uris)}"
-            )
-        for uri in uris:
-            match = _BATCH_ID.search(uri)
-            if match:
-                self._rows_by_batch.pop(match.group(1), None)
-        self.uris = []
-        self.rows_loaded += expected
-        self.load_jobs += 1
-        self.logger.info("Loaded %d rows into %s (job %s)", expected, self.table, job.job_id)
-        return expected
-
-    def clean_up(self) -> None:
-        self.load_staged()
-        super().clean_up()  # finds nothing left to load
+from target_bigquery_dome import bqschema, lines
+from target_bigquery_dome.loads import Checkpoints, LoadJob
+from target_bigquery_dome.preflight import check
+from target_bigquery_dome.settings import (
+    CONFIG_SCHEMA,
+    DEFAULT_LOAD_INTERVAL_SECONDS,
+    RETIRED_SETTINGS,
+    ConfigError,
+    check_values,
+    setting_ref,
+)
+from target_bigquery_dome.staging import Staged, StreamFile, Uploader, utc_now
 
 
-class TargetBigQueryDome(TargetBigQuery):
-    """target-bigquery (z3 0.7.2) whose STATE never runs ahead of the BigQuery raw table."""
+class _Stream:
+    """What the target knows about one stream: its table, schema and staged files."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.table = bqschema.table_id(name)
+        self.schema_message: dict[str, Any] | None = None
+        self.fields: list[Any] = []
+        self.file: StreamFile | None = None
+        self.files_started = 0
+        self.uploads: list[Future[Staged]] = []  # staged since the last checkpoint
+
+
+class TargetBigQueryDome(Target):
+    """Loads tap-dome's RECORD and BATCH messages into BigQuery through staged files."""
 
     name = "target-bigquery"
-    config_jsonschema = copy.deepcopy(TargetBigQuery.config_jsonschema)
-    config_jsonschema["properties"].update(
-        th.PropertiesList(
-            th.Property(
-                "load_interval_seconds",
-                th.NumberType,
-                default=DEFAULT_LOAD_INTERVAL_SECONDS,
-                description=(
-                    "Staged files are loaded (one load job per table) and STATE is emitted when a"
-                    " STATE message arrives at least this many seconds after the previous load,"
-                    " and at the end of the input. Bounds re-reads after a crash; keep it >= 60"
-                    " in production (BigQuery allows 1,500 load jobs per table a day)."
-                ),
-            ),
-            th.Property(
-                "preflight",
-                th.BooleanType,
-                default=True,
-                description="Check credentials, bucket and dataset location before reading input.",
-            ),
-        ).to_dict()["properties"]
-    )
+    package_name = "target-bigquery-dome"
+    config_jsonschema = CONFIG_SCHEMA
+    message_reader_class = lines.FastSingerReader
+    capabilities: ClassVar[list[CapabilitiesEnum]] = [PluginCapabilities.ABOUT]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        interval = float(self.config.get("load_interval_seconds", DEFAULT_LOAD_INTERVAL_SECONDS))
-        self._MAX_RECORD_AGE_IN_MINUTES = interval / 60.0
-        if self.config.get("options", {}).get("process_pool"):
-            self._fail(ConfigError(f"{setting_ref('options')}: process_pool is not supported"))
-        if self.config.get("upsert") or self.config.get("overwrite"):
-            self._fail(
-                ConfigError(
-                    f"{setting_ref('upsert')}/{setting_ref('overwrite')}: the raw table is"
-                    " append-only (dbt deduplicates); leave both false"
-                )
-            )
-        if self.config.get("preflight", True):
+        config = dict(self.config)
+        try:
+            check_values(config)
+        except ConfigError as exc:
+            self._fail(exc)
+        for retired, why in RETIRED_SETTINGS.items():
+            if retired in config:
+                self.logger.warning("%s has no effect any more: %s", setting_ref(retired), why)
+        if config.get("preflight", True):
             try:
-                check(dict(self.config), log=self.logger.info)
+                check(config, log=self.logger.info)
             except ConfigError as exc:
                 self._fail(exc)
-        # Upload threads must not keep a failed process alive (they idle out after 30 s).
-        make_worker = self.worker_factory
+        self._batch_size = int(config.get("batch_size") or 1)
+        self._interval = float(config.get("load_interval_seconds", DEFAULT_LOAD_INTERVAL_SECONDS))
+        self._granularity = str(config.get("partition_granularity") or "day")
+        self._prefix = str(config.get("prefix") or "target_bigquery").strip("/")
+        self._run = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+        self._dir = tempfile.mkdtemp(prefix="target-bigquery-", dir=config.get("temp_dir") or None)
+        workers = int(config.get("workers") or 4)
+        self._upload_pool = ThreadPoolExecutor(workers, thread_name_prefix="upload")
+        self._load_pool = ThreadPoolExecutor(workers, thread_name_prefix="load")
+        self._clients = _Clients(config)
+        self._uploader = Uploader(
+            self._clients.bucket(), str(config.get("compression") or "gzip"), self._dir
+        )
+        self._streams: dict[str, _Stream] = {}
+        self._pending_state: dict[str, Any] | None = None
+        self._last_checkpoint = time.monotonic()
+        self._checkpoints = Checkpoints(self._write_state_message)
+        reader = self.message_reader
+        assert isinstance(reader, lines.FastSingerReader)
+        reader.on_record = self._on_record_line
 
-        def daemon_worker():  # type: ignore[no-untyped-def]
-            worker = make_worker()
-            worker.daemon = True
-            return worker
+    # ------------------------------------------------------------------ entry point
+    @classmethod
+    def invoke(  # type: ignore[override]
+        cls,
+        *,
+        about: bool = False,
+        about_format: str | None = None,
+        config: Any = None,
+        file_input: IO[str] | None = None,
+    ) -> None:
+        """singer-sdk's invoke, but a failure stops the worker threads at once."""
+        if about:
+            super().invoke(about=about, about_format=about_format, config=config)
+            return
+        from singer_sdk.plugin_base import _ConfigInput
 
-        self.worker_factory = daemon_worker
+        cls.print_version(print_fn=cls.logger.info)
+        config = config or _ConfigInput()
+        target = cls(config=config.config, validate_config=True, parse_env_config=config.parse_env)
+        try:
+            target.listen(file_input)
+        except BaseException:
+            target.abort()
+            raise
 
     def _fail(self, exc: Exception) -> None:
         self.logger.error("%s", exc)
         print(f"target-bigquery: configuration error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2)
 
-    def get_sink_class(self, stream_name: str | None = None) -> type[BaseBigQuerySink]:
-        method = self.config.get("method", "gcs_stage")
-        if method != "gcs_stage":
-            self._fail(ConfigError(f"{setting_ref('method')} must be gcs_stage (is {method!r})"))
-        if not self.config.get("denormalized", False):
-            self._fail(
-                ConfigError(
-                    f"{setting_ref('denormalized')} must be true: the raw table has one column"
-                    " per field of the stream, as on DuckDB"
+    # ------------------------------------------------------------------ messages
+    def _on_record_line(self, stream: str, body: bytes, extracted: bytes) -> bool:
+        """A sliced RECORD: append its row to the stream's file (the hot path)."""
+        known = self._streams.get(stream)
+        if known is None:
+            return False
+        file = known.file or self._open_file(known)
+        file.handle.write(body + b',"_sdc_extracted_at":' + extracted + file.suffix)
+        file.rows += 1
+        if file.rows >= self._batch_size:
+            self._seal(known)
+        return True
+
+    def _process_record_message(self, message_dict: dict[str, Any]) -> None:
+        self._assert_line_requires(message_dict, requires={"stream", "record"})
+        name = str(message_dict["stream"])
+        known = self._streams.get(name)
+        if known is None:
+            raise ValueError(
+                f"A record for stream '{name}' was encountered before a corresponding schema."
+            )
+        file = known.file or self._open_file(known)
+        record = dict(message_dict["record"])
+        record["_sdc_extracted_at"] = lines.extracted_value(message_dict)
+        record["_sdc_batched_at"] = file.batched_at
+        file.handle.write(lines.dump_row(record))
+        file.rows += 1
+        if file.rows >= self._batch_size:
+            self._seal(known)
+
+    def _process_schema_message(self, message_dict: dict[str, Any]) -> None:
+        self._assert_line_requires(message_dict, requires={"stream", "schema"})
+        name = str(message_dict["stream"])
+        known = self._streams.setdefault(name, _Stream(name))
+        if known.schema_message == message_dict["schema"]:
+            return
+        wanted = bqschema.fields_for(message_dict["schema"])
+        known.fields = bqschema.ensure_table(
+            self._clients.bigquery(), self._clients.table(known.table), wanted, self._granularity
+        )
+        known.schema_message = message_dict["schema"]
+        self.logger.info("Stream %s -> table %s (%d columns)", name, known.table, len(known.fields))
+
+    def _process_batch_message(self, message_dict: dict[str, Any]) -> None:
+        self._assert_line_requires(message_dict, requires={"stream", "encoding", "manifest"})
+        name = str(message_dict["stream"])
+        known = self._streams.get(name)
+        if known is None:
+            raise ValueError(
+                f"A BATCH for stream '{name}' was encountered before a corresponding schema."
+            )
+        encoding = message_dict["encoding"] or {}
+        if str(encoding.get("format", "jsonl")).lower() != "jsonl":
+            raise ValueError(
+                f"BATCH for stream '{name}': format {encoding.get('format')!r} is not supported;"
+                " set the tap's batch_config.encoding.format to jsonl"
+            )
+        compression = encoding.get("compression")
+        batched_at = utc_now()
+        for uri in message_dict["manifest"]:
+            object_name = self._object_name(known)
+            known.uploads.append(
+                self._upload_pool.submit(
+                    self._uploader.batch_file, str(uri), compression, batched_at, object_name
                 )
             )
-        return DomeGcsStagingSink
+        self._checkpoints.emit_ready()
 
-    # -- worker errors and uploads
+    def _process_state_message(self, message_dict: dict[str, Any]) -> None:
+        self._assert_line_requires(message_dict, requires={"value"})
+        self._pending_state = message_dict["value"]
+        if time.monotonic() - self._last_checkpoint >= self._interval:
+            self._checkpoint()
+        else:
+            self._checkpoints.emit_ready()
 
-    def _raise_worker_errors(self) -> None:
-        if self.error_notification.poll():
-            _exc, msg = self.error_notification.recv()
-            raise StagedLoadError(f"upload of a staged batch to GCS failed:\n{msg}")
+    def _process_activate_version_message(self, message_dict: dict[str, Any]) -> None:
+        self.logger.debug("ACTIVATE_VERSION ignored: the raw table is append-only")
 
-    def _wait_for_uploads(self) -> None:
-        """Block until every queued upload finished; raise if any failed."""
-        queue = self.queue
-        while True:
-            self._raise_worker_errors()
-            if getattr(queue, "unfinished_tasks", 0) == 0:
-                break
-            if not any(cast(Any, w).is_alive() for w in self.workers):
-                self.resize_worker_pool()  # a worker idled out just as a job was queued
-            time.sleep(0.02)
-        self._raise_worker_errors()
-        while self.job_notification.poll():
-            self.job_notification.recv()
-            self._jobs_enqueued -= 1
-        while self.log_notification.poll():
-            self.logger.info(self.log_notification.recv())
+    def process_endofpipe(self) -> None:
+        """Seal, load and wait for everything; then the last STATE."""
+        self._checkpoint()
+        self._checkpoints.emit_ready(block=True)
+        self._shutdown(wait=True)
+        self.logger.info(
+            "Loaded %d rows in %d load job(s) in total",
+            self._checkpoints.rows_loaded,
+            self._checkpoints.load_jobs,
+        )
 
-    def drain_one(self, sink) -> None:  # type: ignore[no-untyped-def,override]
-        """Upstream's pool management, but a failed upload raises instead of emitting STATE."""
-        self.resize_worker_pool()
-        while self.job_notification.poll():
-            self.job_notification.recv()
-            self._jobs_enqueued -= 1
-        while self.log_notification.poll():
-            self.logger.info(self.log_notification.recv())
-        self._raise_worker_errors()
-        Target.drain_one(self, sink)
+    def abort(self) -> None:
+        """After an error: cancel queued uploads and loads, write nothing more."""
+        self._shutdown(wait=False)
 
-    def drain_all(self, is_endofpipe: bool = False) -> None:  # type: ignore[override]
-        """Upload, LOAD, then emit the STATE that was current when the drain began."""
-        state = copy.deepcopy(self._latest_state)
-        sinks: list[DomeGcsStagingSink] = list(self._sinks_active.values())  # type: ignore[arg-type]
-        self._drain_all(list(sinks), self.max_parallelism)
-        self._wait_for_uploads()
-        for sink in sinks:
-            sink.load_staged()
-        if is_endofpipe:
-            for worker in self.workers:
-                if cast(Any, worker).is_alive():
-                    self.queue.put(None)
-            for worker in self.workers:
-                cast(Any, worker).join(timeout=60)
-            self.workers.clear()
-            for sink in sinks:
-                sink.clean_up()
-            total = sum(s.rows_loaded for s in sinks)
-            jobs = sum(s.load_jobs for s in sinks)
-            self.logger.info("Loaded %d rows in %d load job(s) in total", total, jobs)
-        if state and state != getattr(self, "_last_state_written", None):
-            self._write_state_message(state)
-            self._last_state_written = state
-        self._reset_max_record_age()
+    # ------------------------------------------------------------------ files and loads
+    def _open_file(self, known: _Stream) -> StreamFile:
+        path = os.path.join(self._dir, f"{known.table}-{known.files_started:06d}.jsonl")
+        known.file = StreamFile(path, utc_now())
+        return known.file
+
+    def _object_name(self, known: _Stream) -> str:
+        known.files_started += 1
+        dataset = self._clients.dataset
+        leaf = f"{known.files_started:06d}{self._uploader.extension}"
+        return f"{self._prefix}/{dataset}/{known.table}/{self._run}/{leaf}"
+
+    def _seal(self, known: _Stream) -> None:
+        """Close the stream's open file and hand it to an upload worker."""
+        file = known.file
+        if file is None:
+            return
+        known.file = None
+        file.close()
+        if not file.rows:
+            os.unlink(file.path)
+            return
+        name = self._object_name(known)
+        known.uploads.append(
+            self._upload_pool.submit(self._uploader.local_file, file.path, file.rows, name)
+        )
+        self._checkpoints.emit_ready()
+
+    def _checkpoint(self) -> None:
+        """Seal every file, start one load job per table over its staged files, queue the STATE."""
+        loads: list[Future[int]] = []
+        for known in self._streams.values():
+            self._seal(known)
+            if known.uploads:
+                job = LoadJob(
+                    client=self._clients.bigquery(),
+                    table=self._clients.table(known.table),
+                    schema=known.fields,
+                    timeout=float(self.config.get("timeout") or 1200),
+                    logger=self.logger,
+                )
+                uploads: Sequence[Future[Staged]] = known.uploads
+                known.uploads = []
+                loads.append(self._load_pool.submit(job.run, uploads))
+        self._checkpoints.add(self._pending_state, loads)
+        self._pending_state = None
+        self._last_checkpoint = time.monotonic()
+        self._checkpoints.emit_ready()
+
+    def _write_state_message(self, state: dict[str, Any]) -> None:
+        """STATE to stdout; numbers as they came (Decimal), so bookmarks keep every digit."""
+        self.logger.info(
+            "Emitting completed target state after %d rows loaded", self._checkpoints.rows_loaded
+        )
+        sys.stdout.write(simplejson.dumps(state, use_decimal=True, separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+
+    def _shutdown(self, wait: bool) -> None:
+        self._upload_pool.shutdown(wait=wait, cancel_futures=not wait)
+        self._load_pool.shutdown(wait=wait, cancel_futures=not wait)
+        for known in self._streams.values():
+            if known.file is not None:
+                known.file.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class _Clients:
+    """The BigQuery and GCS clients, made once, shared by the worker threads (thread-safe)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        from target_bigquery_dome import credentials
+
+        self.project = str(config["project"])
+        self.dataset = str(config["dataset"])
+        self.location = str(config.get("location") or "US")
+        self.bucket_name = str(config["bucket"])
+        self._credentials, _source = credentials.from_settings(config)
+        self._bq: Any = None
+        self._gcs: Any = None
+        self._dataset_ready = False
+
+    def bigquery(self) -> Any:
+        if self._bq is None:
+            from google.cloud import bigquery
+
+            self._bq = bigquery.Client(
+                project=self.project, credentials=self._credentials, location=self.location
+            )
+        if not self._dataset_ready:
+            from google.cloud import bigquery
+
+            dataset = bigquery.Dataset(f"{self.project}.{self.dataset}")
+            dataset.location = self.location
+            self._bq.create_dataset(dataset, exists_ok=True)
+            self._dataset_ready = True
+        return self._bq
+
+    def table(self, table_id: str) -> Any:
+        from google.cloud import bigquery
+
+        return bigquery.TableReference(
+            bigquery.DatasetReference(self.project, self.dataset), table_id
+        )
+
+    def bucket(self) -> Any:
+        if self._gcs is None:
+            from google.cloud import storage  # type: ignore[attr-defined]
+
+            self._gcs = storage.Client(project=self.project, credentials=self._credentials)
+        return self._gcs.bucket(self.bucket_name)

@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable, Container, Iterable
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
+from urllib.parse import unquote, urlparse
 
 import orjson
 import target_duckdb
@@ -27,6 +28,7 @@ LOGGER = get_logger("target_duckdb")
 # again with the stdlib.
 HUGE = 2.0**63
 NESTED = (dict, list)  # what JSON parses objects and arrays into
+METADATA_COLUMNS = ("_sdc_extracted_at", "_sdc_batched_at", "_sdc_deleted_at")
 
 
 def _sql_str(value: str) -> str:
@@ -159,6 +161,36 @@ class AppendDbSync(db_sync.DbSync):
         finally:
             self.discard()
 
+    def load_files(self, paths: list[str], loaded_at: str | None) -> int:
+        """Append the rows of a tap's BATCH files (JSONL, gzip or not) with one INSERT.
+
+        The same reading as `load_rows` (every column as text, cast by DuckDB); the metadata
+        columns get the time the BATCH message arrived: its files were complete then. Returns
+        the rows inserted.
+        """
+        table = self.table_name(self.stream_schema_message["stream"], False)
+        names = list(self.flatten_schema)
+        data = [name for name in names if name not in METADATA_COLUMNS]
+        columns = ", ".join(f"{_sql_str(name)}: 'VARCHAR'" for name in data)
+        stamp = "NULL" if loaded_at is None else _sql_str(loaded_at)
+        values = ", ".join(
+            (
+                (stamp if name != "_sdc_deleted_at" else "NULL")
+                if name in METADATA_COLUMNS
+                else f"NULLIF({_sql_ident(name)}, '')"
+            )
+            for name in names
+        )
+        files = "[" + ", ".join(_sql_str(path) for path in paths) + "]"
+        self.logger.info("Loading %d BATCH file(s) into '%s'", len(paths), table)
+        row = self.conn.execute(
+            f"INSERT INTO {table} ({', '.join(self.column_names())}) "
+            f"SELECT {values} FROM read_json({files}, "
+            f"format = 'newline_delimited', columns = {{{columns}}}, "
+            f"maximum_object_size = {1 << 30})"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
     def discard(self) -> None:
         """Close and delete the batch file, if any."""
         if self.batch is not None:
@@ -230,6 +262,7 @@ def persist_append_only(connection: Any, config: dict[str, Any], lines: Iterable
     batch_size_rows = config.get("batch_size_rows", target_duckdb.DEFAULT_BATCH_SIZE_ROWS)
     add_metadata = config.get("add_metadata_columns") or config.get("hard_delete")
     validate = config.get("validate_records")
+    batches_loaded = False
     flush_all = config.get("flush_all_streams")
 
     try:
@@ -273,6 +306,31 @@ def persist_append_only(connection: Any, config: dict[str, Any], lines: Iterable
                 state = message["value"]
                 if not flushed_state:
                     flushed_state = copy.deepcopy(state)
+                if batches_loaded and not any(row_count.values()):
+                    # Everything before this STATE is committed (BATCH files, no RECORD
+                    # waiting in a batch file): it can be stored now.
+                    flushed_state = copy.deepcopy(state)
+                    target_duckdb.emit_state(copy.deepcopy(flushed_state))
+
+            elif kind == "BATCH":
+                stream = message.get("stream")
+                if stream not in syncs:
+                    raise SingerMessageError(
+                        f"A BATCH for stream {stream} was encountered before a corresponding schema"
+                    )
+                if row_count[stream] > 0:  # RECORDs before it: committed first, in order
+                    flushed_state = target_duckdb.flush_streams(
+                        pending,
+                        row_count,
+                        syncs,
+                        config,
+                        state,
+                        flushed_state,
+                        [stream],
+                    )
+                    target_duckdb.emit_state(copy.deepcopy(flushed_state))
+                load_batch(syncs[stream], message, add_metadata)
+                batches_loaded = True
 
             elif kind == "SCHEMA":
                 if "stream" not in message:
@@ -317,6 +375,40 @@ def persist_append_only(connection: Any, config: dict[str, Any], lines: Iterable
         for sync in syncs.values():
             sync.discard()  # a batch left by an error
     target_duckdb.emit_state(copy.deepcopy(flushed_state))
+
+
+def load_batch(sync: AppendDbSync, message: dict[str, Any], add_metadata: Any) -> None:
+    """A BATCH message: its files into the stream's table, then the files removed.
+
+    No row passes through Python: DuckDB reads the tap's gzip JSONL files (singer-sdk's
+    `batch_config` with a local storage root) and appends them in one committed INSERT.
+    """
+    encoding = message.get("encoding") or {}
+    if str(encoding.get("format", "jsonl")).lower() != "jsonl":
+        raise SingerMessageError(
+            f"BATCH format {encoding.get('format')!r} is not supported: set the tap's"
+            " batch_config.encoding.format to jsonl"
+        )
+    paths = [_local_path(str(uri)) for uri in message.get("manifest") or []]
+    if not paths:
+        return
+    loaded_at = datetime.now(UTC).isoformat() if add_metadata else None
+    rows = sync.load_files(paths, loaded_at)
+    LOGGER.info("Loaded %d rows from %d BATCH file(s)", rows, len(paths))
+    for path in paths:
+        os.unlink(path)  # committed: the tap's file is not needed any more
+
+
+def _local_path(uri: str) -> str:
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return unquote(parsed.path)
+    if not parsed.scheme:
+        return uri
+    raise SingerMessageError(
+        f"BATCH file {uri!r}: only local files are supported; set the tap's"
+        " batch_config.storage.root to a local folder (file://...)"
+    )
 
 
 def _validate(validator: Draft7Validator, record: dict[str, Any]) -> None:

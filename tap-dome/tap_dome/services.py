@@ -1,0 +1,67 @@
+"""What the streams of one tap process share, built once and on first use.
+
+The settings (resolved once), the wallets to read (handles and EOAs resolved to proxy
+wallets before the first request for data), the one Dome client (and so one rate limiter),
+and what the per-wallet streams observed for the streams that follow them: the markets
+their rows traded, the API's counts for the audit, the bookmarks they reached.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from tap_dome.client import DomeClient
+from tap_dome.settings import RunSettings
+from tap_dome.wallets import resolve_wallets
+from tap_dome.windows import Window
+
+
+@dataclass
+class Observations:
+    """Filled by the orders and activity streams as they run; read by markets and audits."""
+
+    condition_ids: set[str] = field(default_factory=set)
+    # wallet -> (window, the API's count for it, when that count came back)
+    first_totals: dict[str, tuple[Window, int, float]] = field(default_factory=dict)
+    # wallet -> the orders bookmark after this run (None: never read through anything)
+    bookmarks: dict[str, int | None] = field(default_factory=dict)
+    data_clock: int | None = None
+    orders_synced: bool = False
+
+
+class Services:
+    """The tap's shared machinery; `settings` is a callable so that discovery needs none."""
+
+    def __init__(
+        self, settings: Callable[[], RunSettings], api_key: str, logger: logging.Logger
+    ) -> None:
+        self._settings = settings
+        self._api_key = api_key
+        self._logger = logger
+        self.observations = Observations()
+
+    @property
+    def settings(self) -> RunSettings:
+        """The settings, resolved once per run."""
+        return self._settings()
+
+    @cached_property
+    def client(self) -> DomeClient:
+        """The run's one Dome client: every stream's requests share its rate limiter."""
+        return DomeClient(self.settings, self._api_key, self._logger)
+
+    @cached_property
+    def wallets(self) -> tuple[str, ...]:
+        """The proxy wallets to read: handles and EOAs resolved, in the configured order."""
+        settings = self.settings
+        if not settings.needs_lookup:
+            return settings.wallets
+        return resolve_wallets(
+            settings.wallets,
+            as_eoas=settings.wallets_are_eoas,
+            client=self.client,
+            logger=self._logger,
+        )
