@@ -276,7 +276,7 @@ def test_in_flight_follows_the_rate_and_the_observed_latency() -> None:
     gate.observe(0.25)
     assert gate.limit == math.ceil(dev.burst_rate * 0.25 * HEADROOM) + SPARE
     for _ in range(50):  # the moving average follows a slower network
-        gate.observe(1.0)
+        gate.observe(2.0)
     assert gate.limit == 128  # the cap
     free = ConcurrencyGate(RateLimiter.for_rates(10, 100).burst_rate, cap=128)
     free.observe(0.2)
