@@ -118,9 +118,11 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "max_concurrency",
         th.IntegerType(minimum=1),
-        default=8,
+        default=128,
         title="Max concurrency",
-        description="Requests in flight at once, across wallets and time windows.",
+        description="Cap on requests in flight at once, across wallets and time windows. "
+        "Within it the tap keeps the tier's rate x the observed latency in flight (Little's "
+        "law): about 6 on Free, 32 on Dev and 110 on Pro at 250-300 ms.",
     ),
     th.Property(
         "lookback",

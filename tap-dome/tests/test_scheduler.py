@@ -270,11 +270,13 @@ def test_memory_is_bounded_by_the_budget_not_by_the_wallet() -> None:
 def test_in_flight_follows_the_rate_and_the_observed_latency() -> None:
     dev = RateLimiter.for_rates(100, 500)
     gate = ConcurrencyGate(dev.burst_rate, cap=128)
-    assert 90 < dev.burst_rate <= 100  # the per-second budget, not the 10-second average
+    assert (
+        75 < dev.burst_rate <= 100
+    )  # the per-second budget (less its slack), not the 50/s average
     gate.observe(0.25)
     assert gate.limit == math.ceil(dev.burst_rate * 0.25 * HEADROOM) + SPARE
     for _ in range(50):  # the moving average follows a slower network
-        gate.observe(1.0)
+        gate.observe(2.0)
     assert gate.limit == 128  # the cap
     free = ConcurrencyGate(RateLimiter.for_rates(10, 100).burst_rate, cap=128)
     free.observe(0.2)
