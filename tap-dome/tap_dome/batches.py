@@ -12,17 +12,24 @@ configured storage root, so any Singer loader that reads BATCH messages reads th
 from __future__ import annotations
 
 import gzip
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import IO, TYPE_CHECKING, Any
 
 from singer_sdk.contrib.msgspec import encoder
 
+from tap_dome.checkpoints import STATE_EVERY_SECONDS
+
 if TYPE_CHECKING:  # the SDK's own type for `batch_config` (private module, types only)
     from singer_sdk.helpers._batch import BatchConfig
 
 GZIP_LEVEL = 1
+# A file is also finished once it has been open as long as the STATE cadence of RECORD
+# lines (checkpoints.py), so a STATE follows within seconds however slowly records come and
+# a crash costs the same bounded re-read in both modes.
+MAX_FILE_SECONDS = STATE_EVERY_SECONDS
 
 
 def fast_batches_apply(config: BatchConfig) -> bool:
@@ -32,9 +39,17 @@ def fast_batches_apply(config: BatchConfig) -> bool:
 
 
 class BatchFiles:
-    """Files of at most about `batch_size` records; `add` yields each finished manifest."""
+    """Files of about `batch_size` records, or `max_seconds` of them; `add` yields manifests."""
 
-    def __init__(self, config: BatchConfig, *, tap_name: str, stream_name: str) -> None:
+    def __init__(
+        self,
+        config: BatchConfig,
+        *,
+        tap_name: str,
+        stream_name: str,
+        max_seconds: float = MAX_FILE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._config = config
         self._gzip = (config.encoding.compression or "none") == "gzip"
         prefix = config.storage.prefix or ""
@@ -43,6 +58,9 @@ class BatchFiles:
         self._index = 0
         self._rows = 0
         self._name = ""
+        self._max_seconds = max_seconds
+        self._clock = clock
+        self._opened_at = 0.0
         self._files = ExitStack()  # the storage's open file, closed when the batch is done
         self._out: IO[bytes] | None = None
 
@@ -55,7 +73,7 @@ class BatchFiles:
         assert self._out is not None
         self._out.write(encoder.encode_lines(records))
         self._rows += len(records)
-        if self._rows >= self._size:
+        if self._rows >= self._size or self._clock() - self._opened_at >= self._max_seconds:
             yield self._finish()
 
     def close(self) -> Iterator[list[str]]:
@@ -74,6 +92,7 @@ class BatchFiles:
             raw = packed  # type: ignore[assignment]  # a GzipFile is a binary file
         self._out = raw
         self._rows = 0
+        self._opened_at = self._clock()
 
     def _finish(self) -> list[str]:
         """Close the file (complete on disk before its BATCH message) and name it."""
