@@ -17,52 +17,57 @@ from tap_dome.errors import DomeDataError
 ISO_CACHE_SIZE = 65536
 
 
+def log_id(row: dict[str, Any], kind: str, fallback: Callable[[], list[str]]) -> str:
+    """`lower(tx_hash):log_index`: one on-chain event log. Without `log_index` (older API
+    versions), `lower(tx_hash):h` + the first 16 hex digits of sha256 over `fallback()`'s
+    fields joined by `|` (docs/contracts.md)."""
+    tx_hash = row.get("tx_hash")
+    if not tx_hash:
+        raise DomeDataError(f"{kind} without tx_hash cannot be identified: {_describe(row)}")
+    log_index = row.get("log_index")
+    if log_index is not None:
+        return f"{str(tx_hash).lower()}:{int(log_index)}"
+    digest = hashlib.sha256("|".join(fallback()).encode()).hexdigest()[:16]
+    return f"{str(tx_hash).lower()}:h{digest}"
+
+
 def order_id(fill: dict[str, Any]) -> str:
     """The identity of one fill event, used as key everywhere (tap, warehouse, dbt).
 
-    One row is one on-chain `OrderFilled` log, so `(tx_hash, log_index)` identifies it.
-    Older API versions omit `log_index`; then a digest of the fields that tell fills of one
-    transaction apart stands in (documented in docs/contracts.md).
+    One row is one on-chain `OrderFilled` log. The fallback fields tell the fills of one
+    transaction apart: order_hash, token_id, side, shares, repr(price).
     """
-    tx_hash = fill.get("tx_hash")
-    if not tx_hash:
-        raise DomeDataError(f"fill without tx_hash cannot be identified: {_describe(fill)}")
-    log_index = fill.get("log_index")
-    if log_index is not None:
-        return f"{str(tx_hash).lower()}:{int(log_index)}"
-    price = fill.get("price")
-    parts = [
-        _text(fill.get("order_hash")),
-        _text(fill.get("token_id")),
-        _text(fill.get("side")),
-        _text(fill.get("shares")),
-        repr(float(price)) if price is not None else "",
-    ]
-    digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
-    return f"{str(tx_hash).lower()}:h{digest}"
+
+    def fallback() -> list[str]:
+        price = fill.get("price")
+        return [
+            _text(fill.get("order_hash")),
+            _text(fill.get("token_id")),
+            _text(fill.get("side")),
+            _text(fill.get("shares")),
+            repr(float(price)) if price is not None else "",
+        ]
+
+    return log_id(fill, "fill", fallback)
 
 
 def activity_id(row: dict[str, Any]) -> str:
     """The identity of one split, merge or redemption: one event log, like a fill.
 
-    Without `log_index`, a digest of the fields that tell a transaction's activities apart.
+    The fallback fields: side, condition_id, token_id, int(shares), lower(user).
     """
-    tx_hash = row.get("tx_hash")
-    if not tx_hash:
-        raise DomeDataError(f"activity without tx_hash cannot be identified: {_describe(row)}")
-    log_index = row.get("log_index")
-    if log_index is not None:
-        return f"{str(tx_hash).lower()}:{int(log_index)}"
-    shares = row.get("shares")
-    parts = [
-        _text(row.get("side")),
-        _text(row.get("condition_id")),
-        _text(row.get("token_id")),
-        str(int(float(shares))) if shares is not None else "",
-        _text(row.get("user")).lower(),
-    ]
-    digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
-    return f"{str(tx_hash).lower()}:h{digest}"
+
+    def fallback() -> list[str]:
+        shares = row.get("shares")
+        return [
+            _text(row.get("side")),
+            _text(row.get("condition_id")),
+            _text(row.get("token_id")),
+            str(int(float(shares))) if shares is not None else "",
+            _text(row.get("user")).lower(),
+        ]
+
+    return log_id(row, "activity", fallback)
 
 
 def _text(value: Any) -> str:

@@ -31,6 +31,13 @@ def _assert_one_clear_failure(run: Any, *needles: str) -> None:
     assert API_KEY not in run.stderr + run.stdout
 
 
+def _tap_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The tap's command line with exactly `args`."""
+    return subprocess.run(
+        [*TAP, *args], capture_output=True, text=True, env=tap_env(), check=False, timeout=60
+    )
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -83,14 +90,7 @@ def test_state_file_that_is_not_json(tmp_path: Path, sim: Any) -> None:
     config.write_text(json.dumps(tap_config(sim)))
     state = tmp_path / "state.json"
     state.write_text('{"bookmarks": {"orders": ')
-    done = subprocess.run(
-        [*TAP, "--config", str(config), "--state", str(state)],
-        capture_output=True,
-        text=True,
-        env=tap_env(),
-        check=False,
-        timeout=60,
-    )
+    done = _tap_cli("--config", str(config), "--state", str(state))
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     errors = _error_lines(done.stderr)
@@ -109,13 +109,6 @@ def test_unreachable_api_after_retries_is_one_line_and_debug_shows_the_traceback
     run = run_tap(tmp_path, config)
     _assert_one_clear_failure(run, "failed 2 times", "max_retries")
     config_path = tmp_path / "config.json"
-    done = subprocess.run(
-        [*TAP, "--config", str(config_path), "--log-level", "debug"],
-        capture_output=True,
-        text=True,
-        env=tap_env(),
-        check=False,
-        timeout=60,
-    )
+    done = _tap_cli("--config", str(config_path), "--log-level", "debug")
     assert done.returncode == 1
     assert "Traceback" in done.stderr

@@ -212,3 +212,23 @@ def test_retry_after_and_params_description() -> None:
     assert retry_after_seconds(None) is None
     assert retry_after_seconds("garbage") is None
     assert describe_params({"user": W1, "pagination_key": "secret-cursor"}).endswith("<cursor>")
+
+
+def test_activity_id_matches_the_contract_with_and_without_log_index() -> None:
+    from dome_simulator import activity_id as oracle
+    from tap_dome.records import activity_id
+
+    row = {
+        "tx_hash": "0xABC",
+        "log_index": 7,
+        "side": "SPLIT",
+        "condition_id": "0xc0",
+        "token_id": "42",
+        "shares": 2_000_000,
+        "user": "0xUSER",
+    }
+    assert activity_id(row) == oracle(row) == "0xabc:7"
+    legacy = {**row, "log_index": None}
+    assert activity_id(legacy) == oracle(legacy)
+    assert activity_id(legacy).startswith("0xabc:h")
+    assert activity_id({**legacy, "side": "MERGE"}) != activity_id(legacy)
