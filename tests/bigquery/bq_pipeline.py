@@ -140,6 +140,9 @@ class BqPipeline(Pipeline):
 
     def dbt_sql(self, kind: str, model: str = "fct_orders") -> str:
         """The SQL dbt wrote for a model in the last run: kind is "compiled" or "run"."""
-        path = self.workdir / "dbt-target" / kind / "tap_dome" / "models" / "marts" / f"{model}.sql"
+        # dbt's artifacts live under the pipeline's Meltano directory (the utility's
+        # target_path: $MELTANO_SYS_DIR_ROOT/dbt/dbt-bigquery/target).
+        target = self.sys_dir / "dbt" / "dbt-bigquery" / "target"
+        path = target / kind / "tap_dome" / "models" / "marts" / f"{model}.sql"
         assert path.exists(), f"dbt wrote no {kind} SQL for {model} at {path}"
         return path.read_text()
