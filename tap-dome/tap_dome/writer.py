@@ -15,10 +15,9 @@ import atexit
 import sys
 import time
 import weakref
-from collections.abc import Sequence
 from typing import Any
 
-from singer_sdk.contrib.msgspec import MsgSpecWriter, encoder
+from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.singerlib import Message, SingerMessageType
 
 FLUSH_BYTES = 1 << 20
@@ -35,7 +34,7 @@ def flush_all() -> None:
 
 
 class BufferedMessageWriter(MsgSpecWriter):
-    """MsgSpecWriter with an output buffer and a bulk path for pages of records."""
+    """MsgSpecWriter with an output buffer and a bulk path for pages of RECORD lines."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -51,21 +50,9 @@ class BufferedMessageWriter(MsgSpecWriter):
         else:
             self._maybe_flush()
 
-    def write_records(
-        self, stream: str, records: Sequence[dict[str, Any]], time_extracted: str
-    ) -> None:
-        """One RECORD line per record, as the SDK writes them, encoded in one call."""
-        self._buffer += encoder.encode_lines(
-            [
-                {
-                    "type": "RECORD",
-                    "stream": stream,
-                    "record": record,
-                    "time_extracted": time_extracted,
-                }
-                for record in records
-            ]
-        )
+    def write_lines(self, lines: bytes) -> None:
+        """Complete RECORD lines, built in bulk by the stream (records.py)."""
+        self._buffer += lines
         self._maybe_flush()
 
     def flush(self) -> None:
