@@ -25,7 +25,8 @@ from singer_sdk.contrib.msgspec import encoder
 from tap_dome.errors import DomeDataError
 from tap_dome.rows import Rows
 
-ISO_CACHE_SIZE = 65536
+DATE_CACHE_SIZE = 65536
+MINUTES_OF_DAY = [f"{minute // 60:02d}:{minute % 60:02d}:" for minute in range(1440)]
 SECONDS = [f"{second:02d}Z" for second in range(60)]
 # What `build` leaves unchanged: a row whose fields already have these types (and that has
 # no field outside the schema) is written as the API sent it. Every other field the schema
@@ -125,19 +126,19 @@ class RecordBuilder:
         self._key = key
         self._identity = identity
         self._time_field = time_field
-        self._minutes: dict[int, str] = {}  # "YYYY-MM-DDTHH:MM:" by Unix minute
+        self._days: dict[int, str] = {}  # "YYYY-MM-DDT" by Unix day
         self._splice = _splice_decoder(known_fields, derived=(key, "wallet", time_field))
 
     def iso(self, ts: int) -> str:
-        """`ts` as an RFC 3339 UTC string; fills cluster in minutes, so keep recent ones."""
-        minute, second = divmod(ts, 60)
-        prefix = self._minutes.get(minute)
-        if prefix is None:
-            if len(self._minutes) >= ISO_CACHE_SIZE:
-                self._minutes.clear()
-            prefix = time.strftime("%Y-%m-%dT%H:%M:", time.gmtime(minute * 60))
-            self._minutes[minute] = prefix
-        return prefix + SECONDS[second]
+        """`ts` as an RFC 3339 UTC string: the date from a cache, the time from tables."""
+        day, second = divmod(ts, 86400)
+        date = self._days.get(day)
+        if date is None:
+            if len(self._days) >= DATE_CACHE_SIZE:
+                self._days.clear()
+            date = self._days[day] = time.strftime("%Y-%m-%dT", time.gmtime(day * 86400))
+        minute, second = divmod(second, 60)
+        return date + MINUTES_OF_DAY[minute] + SECONDS[second]
 
     def lines(
         self,
