@@ -156,7 +156,7 @@ def test_encoded_state_writer_writes_each_change_once() -> None:
             self.values.append(json.dumps(message.value, sort_keys=True))
 
     sink = Sink()
-    writer = EncodedStateWriter(sink)  # type: ignore[arg-type]
+    writer = EncodedStateWriter(sink)
     assert "_message_writer" in inspect.getsource(StateWriter.__init__)
     state: dict[str, Any] = {"bookmarks": {"orders": {"partitions": [{"v": 1}]}}}
     writer.write_state(state)
