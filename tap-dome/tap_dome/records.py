@@ -8,7 +8,8 @@ Most rows need none of those conversions. `RecordBuilder.lines` checks each row'
 against the types `build` would produce (one msgspec decode of the row into a typed struct)
 and, when they already hold, splices the text into the output line with the fields the tap
 adds, never building a dict. Any other row takes `build`, so both give the same record
-(tests/test_record_lines.py compares them on every edge case the simulator serves).
+(tap-dome/tests/test_record_lines.py compares them on every edge case the simulator
+serves).
 """
 
 from __future__ import annotations
