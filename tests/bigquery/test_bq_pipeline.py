@@ -161,12 +161,24 @@ def test_kill_after_state_before_load_end_then_rerun_is_exact(
     assert pipe.sim.stats()["rows_served"] < 2 * len(truth)
 
 
-@pytest.mark.parametrize("step", ["before_load", "after_load"])
-def test_kill_at_a_load_then_rerun_is_exact(make_bq_pipeline: Any, step: str) -> None:
-    """SIGKILL the whole ``meltano run`` while the loader holds its third load job: after the
-    files were uploaded and before the load job (``before_load``), or after the load job and
-    before the STATE that follows it (``after_load``). Nothing a stored bookmark covers is
-    missing from BigQuery then, and the forced rerun ends with fct_orders exact."""
+@pytest.mark.parametrize(
+    ("step", "what"),
+    [
+        ("before_upload", "upload"),
+        ("before_load", "load"),
+        ("in_load", "load"),
+        ("after_load", "load"),
+    ],
+)
+def test_kill_at_a_load_then_rerun_is_exact(make_bq_pipeline: Any, step: str, what: str) -> None:
+    """SIGKILL the whole ``meltano run`` while the loader holds its third upload or load job at
+    one step (target_bigquery_dome/testpause.py): a file staged locally and not uploaded
+    (``before_upload``); uploaded, its load job not started (``before_load``); the load job
+    accepted by BigQuery, its result not seen (``in_load``; bqemulator runs a load within its
+    insert call, so there the job is done: a real BigQuery job may finish or not, which
+    ``after_load`` and ``before_load`` cover); the load done, the STATE after it not written
+    (``after_load``). Nothing a stored bookmark covers is missing from BigQuery then, and the
+    forced rerun ends with fct_orders exact."""
     dataset = Dataset.custom([400, 1500, 2500, 3000], seed=17)
     pipe: BqPipeline = make_bq_pipeline(dataset, latency=(0.02, 0.04))
     pipe.env_overrides.update(
@@ -177,13 +189,13 @@ def test_kill_at_a_load_then_rerun_is_exact(make_bq_pipeline: Any, step: str) ->
     truth = pipe.truth()
     proc, log = pipe.start()
     paused = wait_for(
-        lambda: f"test pause {step} of load 3" in log.read_text(),
+        lambda: f"test pause {step} of {what} 3" in log.read_text(),
         timeout=240,
         interval=0.1,
     )
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    assert paused, f"the loader never reached {step} of load 3:\n{log.read_text()[-5000:]}"
+    assert paused, f"the loader never reached {step} of {what} 3:\n{log.read_text()[-5000:]}"
 
     marks = bookmarks(pipe.state())
     assert marks, "no STATE was stored before the held load"
