@@ -401,6 +401,19 @@ def test_batch_messages_are_loaded_from_the_taps_files(bq: bq_harness.Stack, wor
     assert bq.list_objects(BUCKET, "target_bigquery/tgt_batch/orders/") == []
 
 
+def test_workload_identity_without_a_key_file(bq: bq_harness.Stack, workdir: Path) -> None:
+    """No key file and no GOOGLE_APPLICATION_CREDENTIALS: the loader takes application default
+    credentials from the metadata server (a VM's account, GKE workload identity) and loads."""
+    tokens = bq.metadata_tokens()
+    target = Target(bq, workdir, "tgt_adc", env=bq.workload_identity_env(), credentials_path=None)
+    target.send(lines(schema_msg(), *records(0, 150), state_msg(149)))
+    assert target.finish() == 0, target.stderr()
+    assert bookmark(target.states[-1]) == record(149)["timestamp"]
+    assert target.raw_ids() == ids(0, 150)
+    assert "credentials application default credentials" in target.stderr()
+    assert bq.metadata_tokens() > tokens
+
+
 def tap_file(folder: Path, index: int) -> Path:
     """A path named as the tap's batch writer names the files of stream `orders`."""
     return folder / f"orders-tap-dome--orders-{uuid.uuid4()}-{index}.json"

@@ -71,7 +71,12 @@ class LoadJob:
             uris, self.table, job_id_prefix=f"tap_dome_{self.table.table_id}_", job_config=config
         )
         self.logger.info(
-            "Load job %s: %d file(s), %d rows into %s", job.job_id, len(uris), expected, table
+            "Load job %s: %d file(s) from %s/, %d rows into %s",
+            job.job_id,
+            len(uris),
+            uris[0].rsplit("/", 1)[0],
+            expected,
+            table,
         )
         self._pause("in_load")
         try:
