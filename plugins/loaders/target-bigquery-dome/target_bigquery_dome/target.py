@@ -311,8 +311,8 @@ class TargetBigQueryDome(Target):
         """Start a load job over the uploaded files once they hold `batch_size` rows (any thread).
 
         One load per `batch_size` rows keeps a table's load jobs within BigQuery's quota
-        (1,500 a day: 75 million rows a day at the default). A failed upload stays pending:
-        the checkpoint's load job raises its error.
+        (1,500 a day: ~60 million rows a day at the defaults, checkpoints included). A failed
+        upload stays pending: the checkpoint's load job raises its error.
         """
         with known.lock:
             done = [u for u in known.pending if u.done() and u.exception() is None]
