@@ -17,7 +17,12 @@ from singer_sdk.helpers._state import StateWriter, get_writeable_state_dict
 from singer_sdk.streams._state import StreamStateManager
 
 from dome_simulator import Dataset
-from tap_dome.sdk_hooks import SDK_SYNC_ERROR_MESSAGE, SDK_VERSION_FOLLOWED, IndexedStateManager
+from tap_dome.sdk_hooks import (
+    SDK_SYNC_ERROR_MESSAGE,
+    SDK_VERSION_FOLLOWED,
+    EncodedStateWriter,
+    IndexedStateManager,
+)
 from tap_harness import TAP, run_tap, tap_config, tap_env
 
 
@@ -138,3 +143,28 @@ def test_test_mode_still_stops_after_one_record(tmp_path: Path, simulator_factor
     # One record per stream at most, and the orders stream gave exactly one.
     assert len([r for r in records if '"stream":"orders"' in r]) == 1
     assert len(records) <= 4
+
+
+def test_encoded_state_writer_writes_each_change_once() -> None:
+    """In-place changes count (the SDK mutates its state dict), repeats are not written."""
+
+    class Sink:
+        def __init__(self) -> None:
+            self.values: list[str] = []
+
+        def write_message(self, message: Any) -> None:
+            self.values.append(json.dumps(message.value, sort_keys=True))
+
+    sink = Sink()
+    writer = EncodedStateWriter(sink)
+    assert "_message_writer" in inspect.getsource(StateWriter.__init__)
+    state: dict[str, Any] = {"bookmarks": {"orders": {"partitions": [{"v": 1}]}}}
+    writer.write_state(state)
+    writer.write_state(state)
+    state["bookmarks"]["orders"]["partitions"][0]["v"] = 2  # mutated in place
+    writer.write_state(state)
+    writer.write_state(state)
+    assert [json.loads(v)["bookmarks"]["orders"]["partitions"][0]["v"] for v in sink.values] == [
+        1,
+        2,
+    ]
