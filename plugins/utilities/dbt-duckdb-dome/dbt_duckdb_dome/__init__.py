@@ -11,10 +11,6 @@ It execs ``dbt`` directly rather than through ``dbt_invoker``: that wrapper only
 lines (Meltano logs them anyway) and, unless told to skip it, runs ``dbt clean`` and
 ``dbt deps`` first, which would delete the kept manifest that partial parsing needs. One
 Python interpreter fewer per run: ~0.2 s of start-up and ~30 MiB.
-
-glibc's malloc gets at most two arenas (``MALLOC_ARENA_MAX``, unless set): dbt's worker threads
-and DuckDB's each got one, and each kept what it had freed (~8 MiB less at the peak of a
-200,000-fill build, bench/job.py).
 """
 
 from __future__ import annotations
@@ -44,7 +40,6 @@ def main() -> None:
     """Set ``DBT_DUCKDB_PATH``, enter the dbt project and exec ``dbt`` from this virtualenv."""
     env = dict(os.environ)
     os.environ["DBT_DUCKDB_PATH"] = duckdb_path(env)
-    os.environ.setdefault("MALLOC_ARENA_MAX", "2")  # read by glibc when dbt starts
     os.chdir(project_dir(env))
     dbt = os.path.join(os.path.dirname(sys.executable), "dbt")
     os.execv(dbt, [dbt, *sys.argv[1:]])
