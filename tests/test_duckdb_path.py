@@ -15,7 +15,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 LOADER_PYTHON = ROOT / ".meltano/loaders/target-duckdb/venv/bin/python"
-DBT_WRAPPER = ROOT / "plugins/utilities/dbt-duckdb-dome"
+DBT_PYTHON = ROOT / ".meltano/utilities/dbt-duckdb/venv/bin/python"
 DEFAULT = "output/dome.duckdb"
 
 
@@ -35,7 +34,8 @@ def _loader_path(project: Path, dome_duckdb_path: str | None) -> str:
         "import json, sys; from target_duckdb_dome import resolve_path; "
         "c = json.loads(sys.argv[1]); resolve_path(c); print(c['path'])"
     )
-    env = {**os.environ, "MELTANO_PROJECT_ROOT": str(project)}
+    env = {k: v for k, v in os.environ.items() if k != "DOME_DUCKDB_PATH"}
+    env["MELTANO_PROJECT_ROOT"] = str(project)
     done = subprocess.run(
         [str(LOADER_PYTHON), "-c", code, json.dumps(config)],
         env=env,
@@ -49,16 +49,18 @@ def _loader_path(project: Path, dome_duckdb_path: str | None) -> str:
 
 def _dbt_path(project: Path, dome_duckdb_path: str | None) -> str:
     """The file dbt-duckdb-dome hands dbt, given the environment Meltano gives it."""
-    sys.path.insert(0, str(DBT_WRAPPER))
-    try:
-        from dbt_duckdb_dome import duckdb_path
-    finally:
-        sys.path.remove(str(DBT_WRAPPER))
-    env = {"MELTANO_PROJECT_ROOT": str(project)}
+    env = {k: v for k, v in os.environ.items() if k not in ("DOME_DUCKDB_PATH", "DBT_DUCKDB_PATH")}
+    env["MELTANO_PROJECT_ROOT"] = str(project)
     if dome_duckdb_path is not None:
         # The utility's `path` setting (env DBT_DUCKDB_PATH) is `$DOME_DUCKDB_PATH`.
         env.update(DOME_DUCKDB_PATH=dome_duckdb_path, DBT_DUCKDB_PATH=dome_duckdb_path)
-    return duckdb_path(env)
+    code = (
+        "import os; from dbt_duckdb_dome import duckdb_path; print(duckdb_path(dict(os.environ)))"
+    )
+    done = subprocess.run(
+        [str(DBT_PYTHON), "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
 
 
 @pytest.mark.parametrize("kind", ["unset", "relative", "absolute"])
