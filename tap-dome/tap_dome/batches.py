@@ -4,7 +4,8 @@ In batch mode (the `batch_config` setting) the tap writes its records to files a
 one BATCH message per file instead of a RECORD line per fill; a loader then loads each file
 whole (a BigQuery load job, one DuckDB INSERT). The SDK's own batcher encodes record by
 record and compresses at gzip's slowest level, which makes batch mode slower than RECORD
-lines; this writer encodes each page in one call and compresses at level 1. The files are
+lines; this writer takes each page's lines built in bulk (records.py) and compresses at
+level 1. The files are
 the SDK's: JSON Lines, one record per line, gzip or not, named and stored through the
 configured storage root, so any Singer loader that reads BATCH messages reads them.
 """
@@ -16,9 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from typing import IO, TYPE_CHECKING, Any
-
-from singer_sdk.contrib.msgspec import encoder
+from typing import IO, TYPE_CHECKING
 
 from tap_dome.checkpoints import STATE_EVERY_SECONDS
 
@@ -64,15 +63,15 @@ class BatchFiles:
         self._files = ExitStack()  # the storage's open file, closed when the batch is done
         self._out: IO[bytes] | None = None
 
-    def add(self, records: list[dict[str, Any]]) -> Iterator[list[str]]:
-        """Append a page of records; yields a manifest whenever a file is full."""
-        if not records:
+    def add(self, lines: bytes, count: int) -> Iterator[list[str]]:
+        """Append a page's `count` record lines; yields a manifest whenever a file is full."""
+        if not count:
             return
         if self._out is None:
             self._open()
         assert self._out is not None
-        self._out.write(encoder.encode_lines(records))
-        self._rows += len(records)
+        self._out.write(lines)
+        self._rows += count
         if self._rows >= self._size or self._clock() - self._opened_at >= self._max_seconds:
             yield self._finish()
 

@@ -8,16 +8,16 @@ has been handed over, and how far the API's data reached when it was read.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from tap_dome.rows import Rows
 from tap_dome.windows import Window
 
 
 @dataclass(frozen=True, slots=True)
 class FillsFetched:
-    """One page of fills of the window being emitted (raw API objects)."""
+    """One page of fills of the window being emitted (their JSON text: rows.py)."""
 
-    fills: list[dict[str, Any]]
+    fills: Rows
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,7 +80,7 @@ class MarketsStream(Stream):
         seen_keys: set[str] = set()
         while True:
             page = page_of(self.services.client.page(MARKETS, params))
-            for market in page.rows:
+            for market in page.rows.dicts():
                 yield market_record(market, self._known)
             if not page.has_more or not page.pagination_key:
                 return

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import requests
+
+from tap_dome.rows import Rows, split_rows
 
 PAGE_ATTRIBUTE = "dome_page"
 
@@ -19,7 +20,7 @@ class Page:
     orders and markets, `pagination.count` on activity), frozen at the walk's first page.
     """
 
-    rows: list[dict[str, Any]]
+    rows: Rows
     has_more: bool
     pagination_key: str | None
     total: int | None
@@ -27,16 +28,14 @@ class Page:
 
 def parse_page(body: bytes, rows_field: str = "orders", count_field: str = "total") -> Page:
     """Parse a response body; raises ValueError when it is not a complete page."""
-    data = orjson.loads(body)
-    if not isinstance(data, dict) or not isinstance(data.get(rows_field), list):
-        raise ValueError(f"response has no `{rows_field}` list")
-    pagination = data.get("pagination") or {}
+    rows, pagination = split_rows(body, rows_field)
+    pagination = pagination or {}
     if not isinstance(pagination, dict):
         raise ValueError("response `pagination` is not an object")
     total = pagination.get(count_field)
     key = pagination.get("pagination_key")
     return Page(
-        rows=data[rows_field],
+        rows=rows,
         has_more=bool(pagination.get("has_more")),
         pagination_key=str(key) if key else None,
         total=_as_int(total),

@@ -3,6 +3,13 @@
 This runs once per row, so it is written for speed: no schema walk, only the few
 conversions the API can plausibly get wrong (numbers as strings, big ints as ints).
 Identities are documented in docs/contracts.md.
+
+Most rows need none of those conversions. `RecordBuilder.lines` checks each row's text
+against the types `build` would produce (one msgspec decode of the row into a typed struct)
+and, when they already hold, splices the text into the output line with the fields the tap
+adds, never building a dict. Any other row takes `build`, so both give the same record
+(tap-dome/tests/test_record_lines.py compares them on every edge case the simulator
+serves).
 """
 
 from __future__ import annotations
@@ -12,9 +19,30 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tap_dome.errors import DomeDataError
+import msgspec
+import orjson
+from singer_sdk.contrib.msgspec import encoder
 
-ISO_CACHE_SIZE = 65536
+from tap_dome.errors import DomeDataError
+from tap_dome.rows import Rows
+
+DATE_CACHE_SIZE = 65536
+MINUTES_OF_DAY = [f"{minute // 60:02d}:{minute % 60:02d}:" for minute in range(1440)]
+SECONDS = [f"{second:02d}Z" for second in range(60)]
+# What `build` leaves unchanged: a row whose fields already have these types (and that has
+# no field outside the schema) is written as the API sent it. Every other field the schema
+# names passes through `build` untouched, so any value will do.
+SPLICE_TYPES: dict[str, Any] = {
+    "timestamp": int,
+    "tx_hash": msgspec.Raw,  # its JSON text: checked to be a plain string, then lowercased
+    "log_index": int,
+    "token_id": str | None,
+    "shares": int | None,
+    "price": float | None,
+    "shares_normalized": float | None,
+    "block_number": int | None,
+}
+SPLICE_REQUIRED = frozenset({"timestamp", "tx_hash", "log_index"})
 
 
 def log_id(row: dict[str, Any], kind: str, fallback: Callable[[], list[str]]) -> str:
@@ -99,16 +127,81 @@ class RecordBuilder:
         self._key = key
         self._identity = identity
         self._time_field = time_field
-        self._iso: dict[int, str] = {}
+        self._days: dict[int, str] = {}  # "YYYY-MM-DDT" by Unix day
+        self._splice = _splice_decoder(known_fields, derived=(key, "wallet", time_field))
 
     def iso(self, ts: int) -> str:
-        """`ts` as an RFC 3339 UTC string; fills cluster in seconds, so keep recent ones."""
-        text = self._iso.get(ts)
-        if text is None:
-            if len(self._iso) >= ISO_CACHE_SIZE:
-                self._iso.clear()
-            text = self._iso[ts] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-        return text
+        """`ts` as an RFC 3339 UTC string: the date from a cache, the time from tables."""
+        day, second = divmod(ts, 86400)
+        date = self._days.get(day)
+        if date is None:
+            if len(self._days) >= DATE_CACHE_SIZE:
+                self._days.clear()
+            date = self._days[day] = time.strftime("%Y-%m-%dT", time.gmtime(day * 86400))
+        minute, second = divmod(second, 60)
+        return date + MINUTES_OF_DAY[minute] + SECONDS[second]
+
+    def lines(
+        self,
+        rows: Rows,
+        wallet: str,
+        seen: set[Any],
+        *,
+        head: bytes = b"",
+        tail: bytes = b"",
+    ) -> bytes:
+        """One line per row, `head` + record + `tail` (a RECORD message's envelope, or
+        nothing in a batch file); the rows' `condition_id` values are added to `seen`."""
+        loads, encode, see = orjson.loads, encoder.encode, seen.add
+        end = tail + b"\n"
+        parts: list[Any] = []
+        add = parts.append
+        splice = self._spliceable if rows.one_line else None
+        after_id = f'","wallet":{orjson.dumps(wallet).decode()},"{self._time_field}":"'
+        key = b',"%s":' % self._key.encode()
+        iso = self.iso
+        for raw in rows.raw:
+            row = splice(raw) if splice is not None else None
+            if row is not None:
+                see(row.condition_id)
+                add(head)
+                add(memoryview(raw)[:-1])  # the object without its closing brace
+                add(key)
+                add(row.tx_hash[:-1].lower())  # the opening quote and the hash
+                add(
+                    f':{row.log_index}{after_id}{iso(row.timestamp)}","extra_fields":null}}'.encode()
+                )
+                add(end)
+                continue
+            record = self.build(loads(memoryview(raw)), wallet)
+            see(record.get("condition_id"))
+            add(head)
+            add(encode(record))
+            add(end)
+        return b"".join(parts)
+
+    def splices(self, raw: msgspec.Raw) -> bool:
+        """Whether `lines` writes this row's text as it came (else it takes `build`)."""
+        return self._spliceable(raw) is not None
+
+    def _spliceable(self, raw: msgspec.Raw) -> Any:
+        """The row decoded (`tx_hash` as bytes) when its text can be spliced, else None.
+
+        That is: it has the types `build` would give it and no field outside the schema,
+        and its `tx_hash` is an ASCII JSON string without escapes, so the text between the
+        quotes is the hash and lowercasing the bytes lowercases the hash.
+        """
+        if self._splice is None:
+            return None
+        try:
+            row = self._splice.decode(raw)
+        except msgspec.ValidationError:
+            return None
+        tx_hash = bytes(row.tx_hash)
+        if tx_hash[:1] != b'"' or len(tx_hash) < 3 or not tx_hash.isascii() or b"\\" in tx_hash:
+            return None
+        row.tx_hash = tx_hash
+        return row
 
     def build_page(self, fills: list[dict[str, Any]], wallet: str) -> list[dict[str, Any]]:
         """`build` for every fill of a page (one call per page keeps the loop tight)."""
@@ -147,14 +240,34 @@ class RecordBuilder:
         else:
             fill[self._key] = self._identity(fill)
         fill["wallet"] = wallet
-        text = self._iso.get(ts)
-        fill[self._time_field] = text if text is not None else self.iso(ts)
+        fill[self._time_field] = self.iso(ts)
         known = self._known
         if known and not fill.keys() <= known:
             fill["extra_fields"] = {k: fill.pop(k) for k in list(fill) if k not in known}
         elif "extra_fields" not in fill:
             fill["extra_fields"] = None  # every record carries every column of the schema
         return fill
+
+
+def _splice_decoder(
+    known_fields: frozenset[str], derived: tuple[str, ...]
+) -> msgspec.json.Decoder[Any] | None:
+    """A decoder that accepts exactly the rows `lines` may splice, or None (no schema).
+
+    The fields the tap adds (`derived`, `extra_fields`) are not in it: a row that already
+    carries one of them, like a row with a field outside the schema, takes `build`.
+    """
+    names = known_fields - {*derived, "extra_fields"}
+    if not known_fields or not names >= SPLICE_REQUIRED:
+        return None
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    for name in sorted(names):
+        kind = SPLICE_TYPES.get(name, msgspec.Raw)
+        if name == "condition_id":
+            kind = Any  # read: the markets stream needs every condition id traded
+        fields.append((name, kind) if name in SPLICE_REQUIRED else (name, kind, None))
+    struct = msgspec.defstruct("SpliceRow", fields, kw_only=True, forbid_unknown_fields=True)
+    return msgspec.json.Decoder(struct)
 
 
 def _side(value: Any) -> tuple[str | None, str | None]:

@@ -49,6 +49,7 @@ from tap_dome.events import Event, FillsFetched, WindowDone
 from tap_dome.fetch import PageFetcher
 from tap_dome.page import Page, page_of
 from tap_dome.pagination import DomePaginator
+from tap_dome.rows import Rows
 from tap_dome.windows import (
     Covered,
     Window,
@@ -56,7 +57,6 @@ from tap_dome.windows import (
     estimate_fills,
     slice_count,
     split,
-    timestamp_of,
 )
 
 WAIT_SLICE_SECONDS = 1.0
@@ -70,8 +70,9 @@ MAX_SLICE_PAGES = 8
 # fills is cut again when its first page shows it. Cutting step by step keeps the slices
 # that fall where the wallet had no fills yet (one request each) few.
 MAX_FANOUT = 16
-# Parsed fills held at most, buffered or in flight (a parsed fill takes about 1.7 KB): about
-# 80 MB, enough for the lockstep of every chain at the tiers' rates under real latency.
+# Fills held at most, buffered or in flight (a fill is held as its JSON text, under 1 KB with
+# its share of the page): under 48 MB, enough for the lockstep of every chain at the tiers'
+# rates under real latency.
 MAX_BUFFERED_FILLS = 48_000
 # Pages that wallets after the current one may hold, per request slot: enough to keep
 # every slot busy while the current wallet ends, never so much that it waits for room.
@@ -97,7 +98,7 @@ class WindowJob:
     order: tuple[int, ...]
     state: JobState = JobState.PENDING
     paginator: DomePaginator = field(default_factory=DomePaginator)
-    pages: deque[list[dict[str, Any]]] = field(default_factory=deque)
+    pages: deque[Rows] = field(default_factory=deque)
     children: list[WindowJob] = field(default_factory=list)
     estimate: int | None = None  # fills expected in the window (a slice: from its cut)
     expected: int = 0  # fills the request in flight is counted for in the budget
@@ -119,9 +120,9 @@ class Cut:
     fills_per_slice: int
 
     @property
-    def kept(self) -> list[dict[str, Any]]:
+    def kept(self) -> Rows:
         """The first page's fills kept (those of the covered part)."""
-        return [] if self.covered is None else self.covered.fills
+        return Rows([], [], one_line=True) if self.covered is None else self.covered.fills
 
     def parts(self) -> list[Window | Covered]:
         """The children in emission (time) order."""
@@ -381,7 +382,7 @@ class FetchScheduler:
         try:
             response, seconds = self._fetcher.fetch_timed(self._endpoint, params)
             page = page_of(response)
-            newest = newest_timestamp(page.rows)
+            newest = page.rows.newest()
             cut = self._cut(job.window, page) if job.state is JobState.PENDING else None
             if cut is None:
                 job.paginator.advance(response)
@@ -469,9 +470,3 @@ class FetchScheduler:
             len(cut.slices),
             " (its first page kept)" if cut.covered else "",
         )
-
-
-def newest_timestamp(fills: list[dict[str, Any]]) -> int | None:
-    """The largest `timestamp` among raw fills (numbers or numeric strings), or None."""
-    stamps = [timestamp_of(fill) for fill in fills if fill.get("timestamp") is not None]
-    return max(stamps, default=None)

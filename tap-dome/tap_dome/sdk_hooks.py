@@ -19,6 +19,17 @@ relies on. Check them when moving the `singer-sdk` pin.
   checks before the STATE that follows each BATCH message (batches.py).
 - `TapHooks._validate_config`: our checks (wallets, dates, tiers, URL) run where the SDK
   checks the schema, so bad settings fail before any request (in one line: cli.py).
+- `StreamHooks.state_manager` / `IndexedStateManager`: the SDK finds a partition's state by
+  scanning the list of partitions, several times per partition, so a run over N wallets
+  costs O(N^2) (10,000 wallets: minutes of CPU before any fill). The manager here keeps an
+  index from each context to the SDK's own state dict.
+- `TapHooks.__init__` swaps in `EncodedStateWriter`: the SDK's StateWriter compares each
+  STATE with a deep copy of the previous one and deep-copies it again; for thousands of
+  wallets every STATE then costs tens of milliseconds. Ours compares the encoded bytes.
+- `StreamHooks._write_starting_replication_value`: per partition the SDK logs a line and
+  stores a starting marker that it pops again at the end; our bookmarks are read by
+  checkpoints.py, which never reads that marker, so for 10,000 wallets that is 10,000 log
+  lines for nothing. Only our own progress lines are logged.
 """
 
 from __future__ import annotations
@@ -28,8 +39,12 @@ import sys
 from typing import Any
 
 from singer_sdk import Stream, Tap
+from singer_sdk.contrib.msgspec import encoder
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers._state import StateWriter
 from singer_sdk.mapper import SameRecordTransform
+from singer_sdk.singerlib import StateMessage
+from singer_sdk.streams._state import StreamStateManager
 from typing_extensions import override
 
 from tap_dome.errors import DomeConfigError, DomeError
@@ -50,12 +65,87 @@ class DomeErrorsSpeakForThemselves(logging.Filter):
         )
 
 
+class EncodedStateWriter(StateWriter):
+    """Writes a STATE only when it differs from the last one, compared as encoded JSON."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._last_encoded: bytes | None = None
+
+    @override
+    def write_state(self, state: Any) -> None:
+        encoded = encoder.encode(state)
+        if encoded != self._last_encoded:
+            self._message_writer.write_message(StateMessage(value=state))
+            self._last_encoded = encoded
+
+
+class IndexedStateManager(StreamStateManager):
+    """The SDK's state manager, with partition states found by a dict, not a list scan."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._index: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
+        self._indexed = 0  # how many entries of the partitions list are in the index
+
+    @override
+    def get_context_state(self, context: Any) -> dict[str, Any]:
+        """The SDK's own state dict of `context`, created as the SDK creates it if new.
+
+        An entry is the very dict inside the tap's state (kept there, mutated in place by
+        the SDK and by checkpoints.py), so the index never holds a copy that could go stale.
+        The SDK only ever appends to the partitions list, so each entry is indexed once.
+        """
+        if not context:
+            return super().get_context_state(context)
+        key = _key(context)
+        state = self._index.get(key)
+        if state is None:
+            partitions = self.get_state_partitions() or []
+            for partition in partitions[self._indexed :]:
+                if isinstance(partition.get("context"), dict):
+                    self._index.setdefault(_key(partition["context"]), partition)
+            self._indexed = len(partitions)
+            state = self._index.get(key)
+            if state is None and partitions:  # new: appended as the SDK would, unscanned
+                state = {"context": dict(context)}
+                partitions.append(state)
+                self._index[key] = state
+                self._indexed += 1
+        if state is None:  # the stream's first partition: the SDK makes the list
+            state = self._index[key] = super().get_context_state(context)
+        return state
+
+
+def _key(context: Any) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(context.items()))
+
+
 class StreamHooks(Stream):
     """The stream-side hooks (see the module docstring)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.logger.addFilter(DomeErrorsSpeakForThemselves())
+
+    @override
+    @property
+    def state_manager(self) -> StreamStateManager:
+        """The SDK's manager with an index of partition states (module docstring)."""
+        if self._state_manager is None:
+            self._state_manager = IndexedStateManager(
+                tap_name=self.tap_name,
+                stream_name=self.name,
+                tap_state=self._tap_state,
+                state_partitioning_keys=self.state_partitioning_keys,
+                is_sorted=self.is_sorted,
+                check_sorted=self.check_sorted,
+            )
+        return self._state_manager
+
+    @override
+    def _write_starting_replication_value(self, context: Any) -> None:
+        """No per-partition starting marker or log line (module docstring)."""
 
     @override
     def _increment_stream_state(self, latest_record: Any, *, context: Any = None) -> None:
@@ -84,9 +174,13 @@ class StreamHooks(Stream):
 
 
 class TapHooks(Tap):
-    """The tap-side hook (see the module docstring)."""
+    """The tap-side hooks (see the module docstring)."""
 
     settings: Any  # the resolved settings (tap.py), which raise ConfigValidationError
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._state_writer = EncodedStateWriter(self.message_writer)
 
     @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:

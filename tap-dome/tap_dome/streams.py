@@ -9,10 +9,12 @@ into Singer RECORD and STATE messages.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any, ClassVar
 
+import orjson
 from singer_sdk import SchemaDirectory, StreamSchema, Tap
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.helpers.types import Context
@@ -23,6 +25,7 @@ from tap_dome.batches import BatchFiles, fast_batches_apply
 from tap_dome.client import ACTIVITY, ORDERS, Endpoint
 from tap_dome.events import WindowDone
 from tap_dome.records import RecordBuilder, activity_id
+from tap_dome.rows import Rows
 from tap_dome.run import SyncRun
 from tap_dome.sdk_hooks import StreamHooks
 from tap_dome.services import Services
@@ -50,15 +53,16 @@ class WalletWindowStream(StreamHooks):
         self.services = services
         self._writer = writer if isinstance(writer, BufferedMessageWriter) else None
         self._builder = self.record_builder(frozenset(self.schema["properties"]))
+        self._counters = ExitStack()  # the bulk path's record counter, closed at the end
 
     def record_builder(self, known_fields: frozenset[str]) -> RecordBuilder:
         """How this stream's API rows become records."""
         raise NotImplementedError
 
-    def observe(self, records: list[dict[str, Any]]) -> None:
-        """Note what later streams need from a page of records (the markets traded)."""
+    def observe(self, condition_ids: set[Any]) -> None:
+        """Note the markets a page traded (the `condition_id` values seen), for `markets`."""
         self.services.observations.condition_ids.update(
-            r["condition_id"].lower() for r in records if r.get("condition_id")
+            c.lower() for c in condition_ids if c and isinstance(c, str)
         )
 
     @override
@@ -89,18 +93,31 @@ class WalletWindowStream(StreamHooks):
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         if not context or "wallet" not in context:
             return
-        pages = self._pages(str(context["wallet"]))
+        wallet = str(context["wallet"])
+        pages = self._pages(wallet)
         bulk = self._bulk_writer
-        if bulk is None:
-            for records in pages:
+        if bulk is None:  # the SDK's loop: stream maps, selected properties, ...
+            for rows in pages:
+                records = self._builder.build_page(rows.dicts(), wallet)
+                self.observe({r.get("condition_id") for r in records})
                 yield from records
             return
-        # Written in bulk, records bypass the SDK's loop and its counter: count them here.
-        with self.get_record_counter() as counter:
-            counter.with_context(context)
-            for records in pages:
-                bulk.write_records(self.name, records, datetime.now(timezone.utc).isoformat())
-                counter.increment(len(records))
+        head = b'{"type":"RECORD","stream":%s,"record":' % orjson.dumps(self.name)
+        counter = self._bulk_counter  # for the whole run: no wallet in its tags
+        for rows in pages:
+            extracted = datetime.now(timezone.utc).isoformat()
+            tail = b',"time_extracted":%s}' % orjson.dumps(extracted)
+            seen: set[Any] = set()
+            bulk.write_lines(self._builder.lines(rows, wallet, seen, head=head, tail=tail))
+            self.observe(seen)
+            counter.increment(len(rows))
+
+    @cached_property
+    def _bulk_counter(self) -> Any:
+        """Records written in bulk bypass the SDK's loop and its counter: counted here, by
+        one counter for the whole run (it logs its METRIC line at the end, as the SDK's
+        does; one per wallet would be ten thousand lines for ten thousand wallets)."""
+        return self._counters.enter_context(self.get_record_counter())
 
     @override
     def get_batches(
@@ -118,22 +135,24 @@ class WalletWindowStream(StreamHooks):
         files = BatchFiles(batch_config, tap_name=self.tap_name, stream_name=self.name)
         wallets = [str(context["wallet"])] if context else list(self.services.wallets)
         for wallet in wallets:
-            for records in self._pages(wallet):
-                for manifest in files.add(records):
+            for rows in self._pages(wallet):
+                seen: set[Any] = set()
+                lines = self._builder.lines(rows, wallet, seen)
+                self.observe(seen)
+                for manifest in files.add(lines, len(rows)):
                     self.state_manager.is_flushed = False  # the STATE after it is due
                     yield batch_config.encoding, manifest
         for manifest in files.close():
             self.state_manager.is_flushed = False
             yield batch_config.encoding, manifest
 
-    def _pages(self, wallet: str) -> Iterator[list[dict[str, Any]]]:
-        """The wallet's records a page at a time; STATE after completed windows.
+    def _pages(self, wallet: str) -> Iterator[Rows]:
+        """The wallet's rows a page at a time; STATE after completed windows.
 
         A STATE is written only when the consumer asks for the next page, so the records
         of every page before it are out first.
         """
         run = self.run
-        build_page = self._builder.build_page
         # In batch mode the SDK writes STATE after each batch file it emitted.
         batch_mode = bool(self.get_batch_config(self.config))
         for event in run.events(wallet):
@@ -142,11 +161,10 @@ class WalletWindowStream(StreamHooks):
                     self.write_state_now()
                     run.checkpoints.state_written()
                 continue
-            records = build_page(event.fills, wallet)
-            self.observe(records)
-            yield records
-            run.count_fills(len(records))
+            yield event.fills
+            run.count_fills(len(event.fills))
         if run.finished:
+            self._counters.close()
             self.run_finished(run)
 
     def run_finished(self, run: SyncRun) -> None:

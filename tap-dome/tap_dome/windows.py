@@ -16,9 +16,9 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any
 
 from tap_dome.page import Page
+from tap_dome.rows import Rows
 
 
 @dataclass(frozen=True)
@@ -48,20 +48,12 @@ class Covered:
     """
 
     window: Window
-    fills: list[dict[str, Any]]
+    fills: Rows
     rest: Window
     newest: bool
 
 
-def timestamp_of(fill: dict[str, Any]) -> int:
-    """A raw fill's `timestamp` (a number or a numeric string) as whole seconds."""
-    value = fill.get("timestamp")
-    if type(value) is int:
-        return value
-    return int(float(value or 0))
-
-
-def covered_by_first_page(window: Window, fills: list[dict[str, Any]]) -> Covered | None:
+def covered_by_first_page(window: Window, fills: Rows) -> Covered | None:
     """The part of `window` that its first page (`fills`) holds completely, if any.
 
     A page served newest first ends inside its oldest second: fills of that second may go
@@ -70,7 +62,7 @@ def covered_by_first_page(window: Window, fills: list[dict[str, Any]]) -> Covere
     when the page shows no order (one second only, or unsorted) or a part would be shorter
     than the two seconds the API needs to query it.
     """
-    stamps = [timestamp_of(fill) for fill in fills]
+    stamps = [stamp or 0 for stamp in fills.stamps]
     if len(stamps) < 2 or stamps[0] == stamps[-1]:
         return None
     newest_first = stamps[0] > stamps[-1]
@@ -80,10 +72,10 @@ def covered_by_first_page(window: Window, fills: list[dict[str, Any]]) -> Covere
     edge = stamps[-1]  # the second the page stops in
     if newest_first:
         parts = (edge + 1, window.end), (window.start, edge)
-        kept = [fill for fill, stamp in zip(fills, stamps, strict=True) if stamp > edge]
+        kept = fills.where(lambda stamp: stamp > edge)
     else:
         parts = (window.start, edge - 1), (edge, window.end)
-        kept = [fill for fill, stamp in zip(fills, stamps, strict=True) if stamp < edge]
+        kept = fills.where(lambda stamp: stamp < edge)
     (cov_start, cov_end), (rest_start, rest_end) = parts
     if not (window.start <= cov_start < cov_end <= window.end and rest_start < rest_end):
         return None
@@ -100,7 +92,7 @@ def estimate_fills(window: Window, first_page: Page) -> int:
         return first_page.total
     if not first_page.has_more:
         return len(first_page.rows)
-    stamps = [timestamp_of(fill) for fill in first_page.rows]
+    stamps = [stamp or 0 for stamp in first_page.rows.stamps]
     span = max(stamps) - min(stamps) + 1 if stamps else window.seconds
     return math.ceil(len(first_page.rows) * window.seconds / max(span, 1))
 

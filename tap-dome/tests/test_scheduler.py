@@ -67,7 +67,7 @@ def _consume(
                     if isinstance(event, WindowDone):
                         windows.append(event.window)
                     else:
-                        ids.extend(f"{f['tx_hash']}:{f['log_index']}" for f in event.fills)
+                        ids.extend(f"{f['tx_hash']}:{f['log_index']}" for f in event.fills.dicts())
                         time.sleep(per_page)
                 out["ids"][wallet] = ids
                 out["windows"][wallet] = windows

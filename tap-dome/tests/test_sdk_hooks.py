@@ -13,10 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from singer_sdk import Stream, Tap
-from singer_sdk.helpers._state import StateWriter
+from singer_sdk.helpers._state import StateWriter, get_writeable_state_dict
+from singer_sdk.streams._state import StreamStateManager
 
 from dome_simulator import Dataset
-from tap_dome.sdk_hooks import SDK_SYNC_ERROR_MESSAGE, SDK_VERSION_FOLLOWED
+from tap_dome.sdk_hooks import (
+    SDK_SYNC_ERROR_MESSAGE,
+    SDK_VERSION_FOLLOWED,
+    EncodedStateWriter,
+    IndexedStateManager,
+)
 from tap_harness import TAP, run_tap, tap_config, tap_env
 
 
@@ -38,6 +44,46 @@ def test_the_sdk_internals_we_use_still_exist() -> None:
     assert callable(StateWriter.write_state)
     # The generic line our log filter drops is still the SDK's.
     assert SDK_SYNC_ERROR_MESSAGE in inspect.getsource(Stream.sync)
+    # The state manager is built as StreamHooks.state_manager builds its subclass, and is
+    # the only way the SDK reaches a partition's state.
+    built = inspect.getsource(Stream.state_manager.fget)  # type: ignore[attr-defined]
+    for argument in ("tap_name=", "stream_name=", "tap_state=", "state_partitioning_keys="):
+        assert argument in built
+    assert "self.state_manager.get_context_state" in inspect.getsource(Stream.get_context_state)
+    assert "self.get_context_state(" in inspect.getsource(
+        StreamStateManager.finalize_progress_markers
+    )
+    # The per-partition hook we silence is still where the starting marker is written.
+    assert "_write_starting_replication_value" in loop
+
+
+def test_indexed_state_manager_hands_out_the_sdks_own_dicts() -> None:
+    state: dict[str, Any] = {
+        "bookmarks": {
+            "orders": {
+                "partitions": [
+                    {"context": {"wallet": f"0x{i:040x}"}, "replication_key_value": i}
+                    for i in range(50)
+                ]
+            }
+        }
+    }
+    manager = IndexedStateManager(
+        tap_name="tap-dome",
+        stream_name="orders",
+        tap_state=state,
+        state_partitioning_keys=None,
+        is_sorted=False,
+        check_sorted=False,
+    )
+    for i in (0, 17, 49, 17):
+        context = {"wallet": f"0x{i:040x}"}
+        found = manager.get_context_state(context)
+        assert found is get_writeable_state_dict(state, "orders", context)  # type: ignore[arg-type]
+        assert found["replication_key_value"] == i
+    new = manager.get_context_state({"wallet": "0x" + "f" * 40})
+    assert new is state["bookmarks"]["orders"]["partitions"][-1]
+    assert len(state["bookmarks"]["orders"]["partitions"]) == 51
 
 
 def test_bulk_output_equals_the_sdk_path(tmp_path: Path, simulator_factory: Any) -> None:
@@ -97,3 +143,28 @@ def test_test_mode_still_stops_after_one_record(tmp_path: Path, simulator_factor
     # One record per stream at most, and the orders stream gave exactly one.
     assert len([r for r in records if '"stream":"orders"' in r]) == 1
     assert len(records) <= 4
+
+
+def test_encoded_state_writer_writes_each_change_once() -> None:
+    """In-place changes count (the SDK mutates its state dict), repeats are not written."""
+
+    class Sink:
+        def __init__(self) -> None:
+            self.values: list[str] = []
+
+        def write_message(self, message: Any) -> None:
+            self.values.append(json.dumps(message.value, sort_keys=True))
+
+    sink = Sink()
+    writer = EncodedStateWriter(sink)
+    assert "_message_writer" in inspect.getsource(StateWriter.__init__)
+    state: dict[str, Any] = {"bookmarks": {"orders": {"partitions": [{"v": 1}]}}}
+    writer.write_state(state)
+    writer.write_state(state)
+    state["bookmarks"]["orders"]["partitions"][0]["v"] = 2  # mutated in place
+    writer.write_state(state)
+    writer.write_state(state)
+    assert [json.loads(v)["bookmarks"]["orders"]["partitions"][0]["v"] for v in sink.values] == [
+        1,
+        2,
+    ]

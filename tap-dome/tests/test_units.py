@@ -201,7 +201,7 @@ def test_paginator_refuses_loops() -> None:
 
 
 def test_parse_page_rejects_incomplete_bodies() -> None:
-    with pytest.raises(ValueError, match="unexpected end"):
+    with pytest.raises(ValueError, match="truncated"):
         parse_page(b'{"orders": [{"a": 1}')
     with pytest.raises(ValueError, match="orders"):
         parse_page(b'{"error": "x"}')

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any
 
 from tap_dome.page import Page
+from tap_dome.rows import Rows
 from tap_dome.windows import Window, covered_by_first_page, estimate_fills, slice_count, split
 
 
-def _fills(*stamps: int) -> list[dict[str, Any]]:
-    return [{"timestamp": stamp, "log_index": i} for i, stamp in enumerate(stamps)]
+def _fills(*stamps: int) -> Rows:
+    return Rows.of_dicts([{"timestamp": stamp, "log_index": i} for i, stamp in enumerate(stamps)])
 
 
 def test_split_covers_the_window_without_gaps_or_overlap() -> None:
@@ -37,9 +37,9 @@ def test_slice_count_cuts_long_windows_only() -> None:
 
 def test_estimate_prefers_total_then_extrapolates() -> None:
     window = Window(0, 999)
-    with_total = Page(rows=[{"timestamp": 1}], has_more=True, pagination_key="k", total=5000)
+    with_total = Page(rows=_fills(1), has_more=True, pagination_key="k", total=5000)
     assert estimate_fills(window, with_total) == 5000
-    stamps = [{"timestamp": 900 + i % 100} for i in range(100)]
+    stamps = _fills(*(900 + i % 100 for i in range(100)))
     without = Page(rows=stamps, has_more=True, pagination_key="k", total=None)
     assert estimate_fills(window, without) == 1000
 
@@ -52,7 +52,7 @@ def test_newest_first_page_covers_the_top_of_its_window() -> None:
     # Every fill after 70 is on the page; fills at 70 may go on past it, so they are left
     # to the rest, which ends at 70 inclusive.
     assert covered.window == Window(71, 100)
-    assert [f["timestamp"] for f in covered.fills] == [90, 90, 80, 75]
+    assert [f["timestamp"] for f in covered.fills.dicts()] == [90, 90, 80, 75]
     assert covered.rest == Window(0, 70)
 
 
@@ -61,7 +61,7 @@ def test_oldest_first_page_covers_the_bottom_of_its_window() -> None:
     assert covered is not None
     assert not covered.newest
     assert covered.window == Window(0, 29)
-    assert [f["timestamp"] for f in covered.fills] == [5, 5, 9, 20]
+    assert [f["timestamp"] for f in covered.fills.dicts()] == [5, 5, 9, 20]
     assert covered.rest == Window(30, 100)
 
 
@@ -74,6 +74,8 @@ def test_first_page_without_an_order_covers_nothing() -> None:
     assert covered_by_first_page(window, _fills(100, 99)) is None
     assert covered_by_first_page(Window(10, 100), _fills(30, 10)) is None
     # Numeric strings, as some API versions send them.
-    covered = covered_by_first_page(window, [{"timestamp": "60"}, {"timestamp": "40.0"}])
+    covered = covered_by_first_page(
+        window, Rows.of_dicts([{"timestamp": "60"}, {"timestamp": "40.0"}])
+    )
     assert covered is not None
     assert covered.window == Window(41, 100)

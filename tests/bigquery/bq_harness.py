@@ -130,24 +130,51 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = N
     raise TimeoutError(f"{url} not ready after {timeout}s: {last}")
 
 
+METADATA_EMAIL = f"workload@{PROJECT}.iam.gserviceaccount.com"
+_TOKEN = {"access_token": "offline-test-token", "expires_in": 3600, "token_type": "Bearer"}
+
+
 class _TokenHandler(http.server.BaseHTTPRequestHandler):
-    """Answers any POST (google-auth's JWT-bearer token exchange) with a bearer token."""
+    """Answers any POST (google-auth's JWT-bearer token exchange) with a bearer token, and GETs
+    as the GCE/GKE metadata server does: what google-auth's application default credentials
+    read on a VM or under GKE workload identity (its `compute_engine` credentials)."""
 
     calls = 0
+    metadata_tokens = 0
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(length)
         type(self).calls += 1
-        body = json.dumps(
-            {
-                "access_token": "offline-test-token",
-                "expires_in": 3600,
-                "token_type": "Bearer",
-            }
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
+        self._send(json.dumps(_TOKEN), "application/json")
+
+    def do_GET(self) -> None:
+        path = urllib.parse.urlparse(self.path).path.rstrip("/")
+        account = "/computeMetadata/v1/instance/service-accounts/default"
+        if self.headers.get("Metadata-Flavor") != "Google":
+            self._send("Missing Metadata-Flavor header", "text/plain", status=403)
+        elif path == "":
+            self._send("ok", "text/plain")  # google-auth's ping
+        elif path == f"{account}/token":
+            type(self).metadata_tokens += 1
+            self._send(json.dumps(_TOKEN), "application/json")
+        elif path == account:
+            info = {"email": METADATA_EMAIL, "aliases": ["default"], "scopes": []}
+            self._send(json.dumps(info), "application/json")
+        elif path == f"{account}/email":
+            self._send(METADATA_EMAIL, "text/plain")
+        elif path == "/computeMetadata/v1/project/project-id":
+            self._send(PROJECT, "text/plain")
+        elif path == "/computeMetadata/v1/universe/universe-domain":
+            self._send("googleapis.com", "text/plain")
+        else:
+            self._send("not found", "text/plain", status=404)
+
+    def _send(self, text: str, content_type: str, status: int = 200) -> None:
+        body = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Metadata-Flavor", "Google")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -229,6 +256,28 @@ class Stack:
             "GCE_METADATA_HOST": "127.0.0.1:9",
             "GCE_METADATA_IP": "127.0.0.1:9",
         }
+
+    def workload_identity_env(self) -> dict[str, str]:
+        """`env()` with no key file anywhere: clients find credentials on the metadata server.
+
+        That is how application default credentials work on a VM and under GKE workload
+        identity (google-auth's compute_engine credentials; the server here is the token
+        endpoint, which also answers as a metadata server on 127.0.0.1).
+        """
+        host = f"127.0.0.1:{self.token_port}"
+        return {
+            **self.env(),
+            "GOOGLE_APPLICATION_CREDENTIALS": "",
+            "NO_GCE_CHECK": "false",
+            "GCE_METADATA_HOST": host,
+            "GCE_METADATA_IP": host,
+            "CLOUDSDK_CONFIG": str(self.root / "no-gcloud"),  # no gcloud ADC file either
+        }
+
+    @staticmethod
+    def metadata_tokens() -> int:
+        """Tokens handed out by the metadata server so far (by every process)."""
+        return _TokenHandler.metadata_tokens
 
     # ---- GCS (JSON API, anonymous: the emulator does not check auth)
 

@@ -30,7 +30,7 @@ def test_two_runs_with_new_duplicate_and_late_fills_stay_exact(
     # As in prod: Meltano's state in GCS (the gs:// backend, here on the GCS emulator).
     state_prefix = f"meltano-state/{pipe.raw_dataset}"
     pipe.env_overrides["MELTANO_STATE_BACKEND_URI"] = f"gs://{BUCKET}/{state_prefix}"
-    pipe.run()
+    first = pipe.run()
     fct = pipe.assert_exact()
     assert len(fct) > 1000
     assert pipe.bq.list_objects(BUCKET, state_prefix), "no state object in the gs:// backend"
@@ -54,8 +54,15 @@ def test_two_runs_with_new_duplicate_and_late_fills_stay_exact(
     } <= set(columns)
     raw = pipe.raw_ids()
     assert set(raw) == set(fct)
-    # Staged as files in the bucket, then loaded by load jobs.
-    assert pipe.staged_files(), "nothing was staged in GCS"
+    # Staged as files in the bucket, loaded by load jobs (several, while the tap read), and
+    # each staged file deleted once its rows were loaded.
+    staged = f"gs://{BUCKET}/target_bigquery/{pipe.raw_dataset}/orders/"
+    loads = re.findall(
+        r"Load job \S+: \d+ file\(s\) from (\S+), \d+ rows into \S+\.orders", first.stdout
+    )
+    assert len(loads) >= 2, first.stdout[-3000:]
+    assert all(folder.startswith(staged) for folder in loads), loads
+    assert pipe.staged_files() == []
 
     # The first build creates fct_orders partitioned by fill day and clustered (the emulator
     # accepts and drops both, so they are checked in the DDL dbt sent).
@@ -111,16 +118,10 @@ def test_kill_after_state_before_load_end_then_rerun_is_exact(
     truth = pipe.truth()
     proc, log = pipe.start()
 
-    def stored_bookmarks() -> bool:
-        rows = pipe.stored_state_rows()
-        return any(
-            "replication_key_value" in str(r.get("partial_state") or "") for r in rows
-        ) or any("replication_key_value" in str(r.get("completed_state") or "") for r in rows)
-
     # Kill once a bookmark is stored AND the tap is well into later wallets (so batches after
     # the last STATE are in flight: read, staged or uploaded, not loaded).
     got_state = wait_for(
-        lambda: stored_bookmarks() and pipe.sim.stats()["rows_served"] >= 0.4 * len(truth),
+        lambda: stored_bookmarks(pipe) and pipe.sim.stats()["rows_served"] >= 0.4 * len(truth),
         timeout=240,
         interval=0.1,
     )
@@ -161,29 +162,55 @@ def test_kill_after_state_before_load_end_then_rerun_is_exact(
     assert pipe.sim.stats()["rows_served"] < 2 * len(truth)
 
 
-@pytest.mark.parametrize("step", ["before_load", "after_load"])
-def test_kill_at_a_load_then_rerun_is_exact(make_bq_pipeline: Any, step: str) -> None:
-    """SIGKILL the whole ``meltano run`` while the loader holds its third load job: after the
-    files were uploaded and before the load job (``before_load``), or after the load job and
-    before the STATE that follows it (``after_load``). Nothing a stored bookmark covers is
-    missing from BigQuery then, and the forced rerun ends with fct_orders exact."""
+def stored_bookmarks(pipe: BqPipeline) -> bool:
+    """Whether Meltano stored a STATE with a bookmark (read from its database, no Meltano)."""
+    rows = pipe.stored_state_rows()
+    return any(
+        "replication_key_value" in str(r.get(column) or "")
+        for r in rows
+        for column in ("partial_state", "completed_state")
+    )
+
+
+@pytest.mark.parametrize(
+    ("step", "what"),
+    [
+        ("before_upload", "upload"),
+        ("before_load", "load"),
+        ("in_load", "load"),
+        ("after_load", "load"),
+    ],
+)
+def test_kill_at_a_load_then_rerun_is_exact(make_bq_pipeline: Any, step: str, what: str) -> None:
+    """SIGKILL the whole ``meltano run`` while the loader holds its uploads or load jobs, from
+    the first STATE stored on, at one step (target_bigquery_dome/testpause.py): a file staged
+    locally and not uploaded
+    (``before_upload``); uploaded, its load job not started (``before_load``); the load job
+    accepted by BigQuery, its result not seen (``in_load``; bqemulator runs a load within its
+    insert call, so there the job is done: a real BigQuery job may finish or not, which
+    ``after_load`` and ``before_load`` cover); the load done, the STATE after it not written
+    (``after_load``). Nothing a stored bookmark covers is missing from BigQuery then, and the
+    forced rerun ends with fct_orders exact."""
     dataset = Dataset.custom([400, 1500, 2500, 3000], seed=17)
     pipe: BqPipeline = make_bq_pipeline(dataset, latency=(0.02, 0.04))
+    trigger = pipe.workdir / "hold-now"
     pipe.env_overrides.update(
         TAP_DOME_MAX_CONCURRENCY="1",
         TAP_DOME_MAX_WINDOW_FILLS="500",
-        TARGET_BIGQUERY_DOME_TEST_PAUSE=f"{step}=120@3",
+        TARGET_BIGQUERY_DOME_TEST_PAUSE=f"{step}=120@{trigger}",
     )
     truth = pipe.truth()
     proc, log = pipe.start()
-    paused = wait_for(
-        lambda: f"test pause {step} of load 3" in log.read_text(),
-        timeout=240,
-        interval=0.1,
+    # Loads start while the tap reads (every 200 rows here): hold the next ones once a STATE
+    # is stored, so the kill lands with bookmarks stored and rows still unloaded.
+    stored = wait_for(lambda: stored_bookmarks(pipe), timeout=240, interval=0.1)
+    trigger.touch()
+    paused = stored and wait_for(
+        lambda: f"test pause {step} of {what}" in log.read_text(), timeout=240, interval=0.1
     )
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    assert paused, f"the loader never reached {step} of load 3:\n{log.read_text()[-5000:]}"
+    assert paused, f"the loader never reached {step}:\n{log.read_text()[-5000:]}"
 
     marks = bookmarks(pipe.state())
     assert marks, "no STATE was stored before the held load"
@@ -222,9 +249,13 @@ def test_duckdb_and_bigquery_give_the_same_fct_orders(
     # The production runbook on a new bucket: preflight says it is missing, create-bucket
     # makes it (in the location), preflight passes, the pipeline runs.
     bucket = f"tap-dome-new-{os.getpid()}"
-    # No key file: the loader and dbt (method oauth) both use application default credentials
-    # (here GOOGLE_APPLICATION_CREDENTIALS; workload identity in production).
-    bq_pipe.env_overrides.update(TARGET_BIGQUERY_BUCKET=bucket, TARGET_BIGQUERY_CREDENTIALS_PATH="")
+    # No key file anywhere: the loader and dbt (method oauth) both use application default
+    # credentials from the metadata server, as on a VM or under GKE workload identity.
+    bq_pipe.env_overrides.update(
+        bq_pipe.bq.workload_identity_env(),
+        TARGET_BIGQUERY_BUCKET=bucket,
+        TARGET_BIGQUERY_CREDENTIALS_PATH="",
+    )
     missing = bq_pipe.meltano("invoke", "target-bigquery:preflight", timeout=120)
     assert missing.returncode != 0, missing.stdout[-3000:]
     assert "TARGET_BIGQUERY_BUCKET" in missing.stdout, missing.stdout[-3000:]
@@ -236,8 +267,13 @@ def test_duckdb_and_bigquery_give_the_same_fct_orders(
     assert "preflight ok" in ok.stdout, ok.stdout[-3000:]
     assert "credentials application default credentials" in ok.stdout, ok.stdout[-3000:]
 
+    tokens = bq_pipe.bq.metadata_tokens()
     bq_pipe.run()
-    assert bq_pipe.bq.list_objects(bucket, "target_bigquery/")
+    # Files went through the new bucket; each was deleted once loaded.
+    assert bq_pipe.bq.list_objects(bucket, "target_bigquery/") == []
+    # The metadata server was the only source of credentials, and dbt (method oauth) took its
+    # own token: the loader takes two (its preflight's clients and the load's).
+    assert bq_pipe.bq.metadata_tokens() >= tokens + 3, bq_pipe.bq.metadata_tokens() - tokens
     duck_pipe.run()
     bq_fct, duck_fct = (
         _content(bq_pipe.assert_exact()),

@@ -17,6 +17,7 @@ import select
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -215,9 +216,10 @@ def test_loads_before_each_state_and_survives_a_kill(bq: bq_harness.Stack, workd
     # Loaded ⊇ everything the last emitted bookmark covers; nothing beyond what was sent.
     assert ids(0, 430) <= raw <= ids(0, 700)
 
-    # The batches were staged as files in the bucket first.
+    # Staged objects are deleted once loaded: what is left is at most the two files after the
+    # last STATE (430-529, 530-629) if their loads had not finished; 630-699 were never sealed.
     staged = bq.list_objects(BUCKET, "target_bigquery/tgt_kill/orders/")
-    assert len(staged) >= 5
+    assert len(staged) <= 2, staged
     assert all(name.endswith(".jsonl.gz") for name in staged)
 
     # Typed columns, one per field of the stream, plus the loader's metadata.
@@ -300,7 +302,8 @@ def test_bad_config_fails_before_reading_input(
 
 def test_kill_after_upload_before_load_loses_nothing(bq: bq_harness.Stack, workdir: Path) -> None:
     """Files uploaded, their load job not started: no STATE; a rerun from the old state loads
-    what the tap sends again, and the files of the dead run stay unloaded garbage."""
+    what the tap sends again. The dead run's files stay until they are `leftover_hours` old
+    (test_a_later_run_removes_what_a_killed_run_left); the rerun's own are deleted once loaded."""
     pause = {"TARGET_BIGQUERY_DOME_TEST_PAUSE": "before_load=60"}
     target = Target(bq, workdir, "tgt_upkill", env=pause)
     prefix = "target_bigquery/tgt_upkill/orders/"
@@ -323,6 +326,7 @@ def test_kill_after_upload_before_load_loses_nothing(bq: bq_harness.Stack, workd
     assert bookmark(rerun.states[-1]) == record(299)["timestamp"]
     raw = bq.query(f"select order_id from `{bq.project}.tgt_upkill.orders`")
     assert sorted(r["order_id"] for r in raw) == sorted(ids(0, 300))
+    assert sorted(bq.list_objects(BUCKET, prefix)) == sorted(staged)
 
 
 def test_kill_after_load_before_state_double_loads_harmlessly(
@@ -392,9 +396,80 @@ def test_batch_messages_are_loaded_from_the_taps_files(bq: bq_harness.Stack, wor
     assert all(r["_sdc_batched_at"] and r["_sdc_extracted_at"] for r in rows)
     by_id = {r["order_id"]: r for r in rows}
     assert by_id[record(200)["order_id"]]["shares"] == record(200)["shares"]
-    # Each loaded tap file is removed; the staged copies (with the metadata) are in GCS.
+    # Each loaded tap file is removed, and so is its staged copy in GCS.
     assert list(files.iterdir()) == []
-    assert len(bq.list_objects(BUCKET, "target_bigquery/tgt_batch/orders/")) == 2
+    assert bq.list_objects(BUCKET, "target_bigquery/tgt_batch/orders/") == []
+
+
+def test_workload_identity_without_a_key_file(bq: bq_harness.Stack, workdir: Path) -> None:
+    """No key file and no GOOGLE_APPLICATION_CREDENTIALS: the loader takes application default
+    credentials from the metadata server (a VM's account, GKE workload identity) and loads."""
+    tokens = bq.metadata_tokens()
+    target = Target(bq, workdir, "tgt_adc", env=bq.workload_identity_env(), credentials_path=None)
+    target.send(lines(schema_msg(), *records(0, 150), state_msg(149)))
+    assert target.finish() == 0, target.stderr()
+    assert bookmark(target.states[-1]) == record(149)["timestamp"]
+    assert target.raw_ids() == ids(0, 150)
+    assert "credentials application default credentials" in target.stderr()
+    assert bq.metadata_tokens() > tokens
+
+
+def tap_file(folder: Path, index: int) -> Path:
+    """A path named as the tap's batch writer names the files of stream `orders`."""
+    return folder / f"orders-tap-dome--orders-{uuid.uuid4()}-{index}.json"
+
+
+def test_a_later_run_removes_what_a_killed_run_left(bq: bq_harness.Stack, workdir: Path) -> None:
+    """A run killed with files in all three places (its temp folder, the tap's batch folder,
+    the bucket); the next run removes them, keeps what is not a dead run's (a fresh tap file,
+    a file of another name), and loads exactly what it was sent."""
+    temp, batches = workdir / "tmp", workdir / "tap-batches"
+    temp.mkdir()
+    batches.mkdir()
+    prefix = "target_bigquery/tgt_left/orders/"
+    dead = Target(
+        bq,
+        workdir,
+        "tgt_left",
+        env={"TARGET_BIGQUERY_DOME_TEST_PAUSE": "before_load=60"},
+        temp_dir=str(temp),
+    )
+    try:
+        dead.send(lines(schema_msg(), *records(0, 250), state_msg(249), *records(250, 270)))
+        assert wait_until(lambda: len(bq.list_objects(BUCKET, prefix)) == 3), dead.stderr()
+        assert wait_until(lambda: "test pause before_load" in dead.stderr())
+    finally:
+        dead.kill()
+    dead_temp = [
+        p for p in temp.iterdir() if p.name.startswith(f"target-bigquery-{dead.proc.pid}-")
+    ]
+    assert len(dead_temp) == 1, list(temp.iterdir())
+    assert any(dead_temp[0].iterdir())  # the open file of rows 250-269
+    dead_objects = bq.list_objects(BUCKET, prefix)
+
+    old_file, fresh_file = tap_file(batches, 1), tap_file(batches, 2)
+    other = batches / "notes.json"
+    for path in (old_file, fresh_file, other):
+        path.write_text(json.dumps(record(0)) + "\n")
+    seven_hours_ago = time.time() - 7 * 3600
+    for path in (old_file, other):
+        os.utime(path, (seven_hours_ago, seven_hours_ago))
+    os.utime(fresh_file, (time.time() + 3600, time.time() + 3600))  # a live run's, in effect
+    loaded = tap_file(batches, 3)
+    write_batch_file(loaded, 0, 300)
+    time.sleep(2)  # the dead run's objects are older than leftover_hours (2 s)
+
+    rerun = Target(bq, workdir, "tgt_left", temp_dir=str(temp), leftover_hours=0.5 / 3600)
+    rerun.send(lines(schema_msg(), batch_msg(loaded.as_uri()), state_msg(299)))
+    assert rerun.finish() == 0, rerun.stderr()
+    assert bookmark(rerun.states[-1]) == record(299)["timestamp"]
+    assert sorted(rerun.raw_ids()) == sorted(ids(0, 300))
+    # The dead run's staged objects are gone, and so are the rerun's (loaded).
+    assert dead_objects
+    assert bq.list_objects(BUCKET, prefix) == []
+    assert list(temp.iterdir()) == [], list(temp.iterdir())
+    assert sorted(p.name for p in batches.iterdir()) == sorted([fresh_file.name, other.name])
+    assert "Removed 1 batch file(s) of stream orders" in rerun.stderr()
 
 
 def test_parsed_lines_new_columns_and_metadata(bq: bq_harness.Stack, workdir: Path) -> None:

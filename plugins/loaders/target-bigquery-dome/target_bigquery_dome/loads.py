@@ -13,7 +13,6 @@ import itertools
 import logging
 import os
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, wait
@@ -22,24 +21,10 @@ from typing import Any
 
 from google.cloud import bigquery
 
+from target_bigquery_dome import testpause
 from target_bigquery_dome.staging import Staged
 
-# Tests only: "before_load=SECONDS" or "after_load=SECONDS" holds load jobs there, so that a
-# test can kill the loader between an upload and its load, or between a load and its STATE;
-# "before_load=SECONDS@N" holds the N-th load job of the run and the later ones only.
-TEST_PAUSE_ENV = "TARGET_BIGQUERY_DOME_TEST_PAUSE"
 _LOADS_STARTED = itertools.count(1)
-
-
-def _test_pauses() -> dict[str, tuple[float, int]]:
-    spec = os.environ.get(TEST_PAUSE_ENV, "")
-    pauses = {}
-    for item in spec.split(","):
-        if "=" in item:
-            key, value = item.split("=", 1)
-            seconds, _, first = value.partition("@")
-            pauses[key.strip()] = (float(seconds), int(first or 1))
-    return pauses
 
 
 class LoadError(RuntimeError):
@@ -56,15 +41,13 @@ class LoadJob:
     timeout: float
     logger: logging.Logger
     # bqemulator reports the table's row count after a load, not the rows the load added.
+    # google.cloud.storage.Bucket of the staged files: each is deleted once its rows are loaded.
+    bucket: Any = None
     exact_count: bool = field(default_factory=lambda: not os.environ.get("BIGQUERY_EMULATOR_HOST"))
-    pauses: dict[str, tuple[float, int]] = field(default_factory=_test_pauses)
     number: int = 0
 
     def _pause(self, where: str) -> None:
-        seconds, first = self.pauses.get(where, (0.0, 0))
-        if seconds and self.number >= first:
-            self.logger.warning("test pause %s of load %d: %.1f s", where, self.number, seconds)
-            time.sleep(seconds)
+        testpause.hold(where, "load", self.number, self.logger)
 
     def run(self, uploads: Sequence[Future[Staged]]) -> int:
         """Wait for the uploads, run the load job, wait for it, check its row count."""
@@ -88,8 +71,14 @@ class LoadJob:
             uris, self.table, job_id_prefix=f"tap_dome_{self.table.table_id}_", job_config=config
         )
         self.logger.info(
-            "Load job %s: %d file(s), %d rows into %s", job.job_id, len(uris), expected, table
+            "Load job %s: %d file(s) from %s/, %d rows into %s",
+            job.job_id,
+            len(uris),
+            uris[0].rsplit("/", 1)[0],
+            expected,
+            table,
         )
+        self._pause("in_load")
         try:
             job.result(timeout=self.timeout)
         except Exception as exc:
@@ -105,11 +94,28 @@ class LoadJob:
                 f" {len(uris)} staged file(s), expected {expected}: {', '.join(uris)}"
             )
         self._pause("after_load")
+        self._remove(staged)
+        # BigQuery's own time for the job (its statistics), apart from the loader's waiting.
+        took = (job.ended - job.started).total_seconds() if job.started and job.ended else -1.0
+        self.logger.info(
+            "Loaded %d rows into %s (job %s, %.2f s in BigQuery)", expected, table, job.job_id, took
+        )
+        return expected
+
+    def _remove(self, staged: list[Staged]) -> None:
+        """The rows are in BigQuery now: the tap's batch files and the staged objects go.
+
+        A failed delete is only logged: a later run's sweep removes the object (leftovers.py).
+        """
+        prefix = f"gs://{self.bucket.name}/" if self.bucket is not None else None
         for item in staged:
             if item.source and os.path.exists(item.source):
-                os.unlink(item.source)  # the tap's batch file: its rows are in BigQuery now
-        self.logger.info("Loaded %d rows into %s (job %s)", expected, table, job.job_id)
-        return expected
+                os.unlink(item.source)
+            if prefix and item.uri.startswith(prefix):
+                try:
+                    self.bucket.blob(item.uri[len(prefix) :]).delete()
+                except Exception as exc:  # never fail a load that succeeded
+                    self.logger.warning("Could not delete loaded staged file %s: %s", item.uri, exc)
 
 
 def _result(upload: Future[Staged]) -> Staged:

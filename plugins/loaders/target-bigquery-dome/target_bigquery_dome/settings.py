@@ -13,14 +13,19 @@ from singer_sdk import typing as th
 ENV_PREFIX = "TARGET_BIGQUERY_"
 DEFAULT_LOCATION = "US"
 DEFAULT_PREFIX = "target_bigquery"
-# Rows per staged file. A load job takes up to 10,000 files; BigQuery reads the files of one
-# job in parallel, so a few files of ~100 MB (uncompressed) each are the sweet spot.
-DEFAULT_BATCH_SIZE = 100_000
+# Rows per load job (and per staged file in record mode): a table's uploaded files are loaded as
+# soon as they hold this many rows, so a backfill loads while it extracts. 50,000 rows (~45 MB of
+# JSON) per job keeps a table's load jobs within BigQuery's 1,500 a day up to ~60 million rows a
+# day (with the interval's checkpoints), and a million-fill backfill takes about 20 of them.
+DEFAULT_BATCH_SIZE = 50_000
 # One load job per table at most every 5 minutes: <= 288 a day per running job, well under
 # BigQuery's 1,500 load jobs per table per day, with room for several shards of the wallet list.
 DEFAULT_LOAD_INTERVAL_SECONDS = 300.0
 DEFAULT_TIMEOUT_SECONDS = 1200
 DEFAULT_WORKERS = 4
+# Files of a killed run (never loaded, never covered by a STATE) older than this are removed by
+# a later run (leftovers.py); a live run's wait at most load_interval + timeout (minutes).
+DEFAULT_LEFTOVER_HOURS = 6.0
 GRANULARITIES = ("hour", "day", "month", "year")
 COMPRESSIONS = ("gzip", "none")
 
@@ -102,8 +107,9 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         th.IntegerType,
         default=DEFAULT_BATCH_SIZE,
         description=(
-            "Rows per staged file in record mode (BATCH files from the tap are staged as they"
-            " come)."
+            "Rows per load job: a table's uploaded files are loaded as soon as they hold this"
+            " many rows (and at each checkpoint); also rows per staged file in record mode"
+            " (BATCH files from the tap are staged as they come)."
         ),
     ),
     th.Property(
@@ -148,6 +154,16 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         description="Threads for uploads, and load jobs in flight at once.",
     ),
     th.Property(
+        "leftover_hours",
+        th.NumberType,
+        default=DEFAULT_LEFTOVER_HOURS,
+        description=(
+            "Staged objects under PREFIX/DATASET/ and the tap's batch files of a stream that are"
+            " older than this are a killed run's (a run deletes its own once loaded): a later"
+            " run removes them. Keep well above load_interval_seconds + timeout."
+        ),
+    ),
+    th.Property(
         "temp_dir",
         th.StringType,
         description="Local folder for files being written (default: the system temp folder).",
@@ -175,6 +191,9 @@ def check_values(config: dict[str, Any]) -> None:
         value = config.get(name)
         if value is not None and int(value) < low:
             raise ConfigError(f"{setting_ref(name)} must be >= {low} (is {value!r})")
+    hours = config.get("leftover_hours")
+    if hours is not None and float(hours) <= 0:
+        raise ConfigError(f"{setting_ref('leftover_hours')} must be > 0 (is {hours!r})")
     interval = config.get("load_interval_seconds")
     if interval is not None and float(interval) < 0:
         raise ConfigError(f"{setting_ref('load_interval_seconds')} must be >= 0 (is {interval!r})")

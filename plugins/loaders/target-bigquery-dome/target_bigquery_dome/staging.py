@@ -7,25 +7,31 @@ Two sources of files:
 - BATCH messages: the tap wrote the file; a worker reads it, adds the two metadata fields to
   every line in one ``bytes.replace`` over the whole file, compresses and uploads it.
 
-zlib and the uploads release the GIL, so this work runs beside the main thread's reading.
+Compression is ISA-L's gzip (the `isal` package: ~4x less CPU than zlib at level 1, and smaller
+files); it and the uploads release the GIL, so this work runs beside the main thread's reading.
 Object names are unique per run (``PREFIX/DATASET/TABLE/RUN/NNNNNN.jsonl.gz``), so retrying an
 upload is idempotent, and nothing in the bucket is ever overwritten.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 import os
-import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
 from google.api_core.retry import Retry
+from isal import isal_zlib
 
+from target_bigquery_dome import testpause
 from target_bigquery_dome.settings import setting_ref
 
 _CHUNK = 1 << 20
+_UPLOADS = itertools.count(1)
+_LOG = logging.getLogger("target-bigquery")
 _UPLOAD_RETRY = Retry(initial=1.0, maximum=30.0, multiplier=2.0, timeout=300.0)
 EXTRACTED_KEY = b',"_sdc_extracted_at":'
 
@@ -82,8 +88,7 @@ class Uploader:
             if self.gzip:
                 upload = path + ".gz"
                 _gzip_file(path, upload)
-            blob = self.bucket.blob(name)
-            blob.upload_from_filename(upload, content_type=self._content_type, retry=_UPLOAD_RETRY)
+            self._upload(upload, name)
         finally:
             for leftover in {path, upload}:
                 if os.path.exists(leftover):
@@ -102,21 +107,23 @@ class Uploader:
         at = b'"' + batched_at.encode() + b'"'
         ending = EXTRACTED_KEY + at + batched_suffix(batched_at)
         staged = os.path.join(self.workdir, name.replace("/", "__"))
-        pack = zlib.compressobj(1, zlib.DEFLATED, 31) if self.gzip else None
+        pack = _packer() if self.gzip else None
         rows = 0
 
         def emit(data: bytes) -> None:
             nonlocal rows
             rows += data.count(b"\n")
+            empty = data.startswith(b"{}\n") or b"\n{}\n" in data
             data = data.replace(b"}\n", ending)
-            data = data.replace(b"{" + EXTRACTED_KEY, b'{"_sdc_extracted_at":')  # empty records
+            if empty:  # a record with no field: no comma before the first metadata field
+                data = data.replace(b"{" + EXTRACTED_KEY, b'{"_sdc_extracted_at":')
             dst.write(pack.compress(data) if pack else data)
 
         try:
             with open(path, "rb") as src, open(staged, "wb") as dst:
                 first = src.read(_CHUNK)
                 gzipped = compression == "gzip" or first[:2] == b"\x1f\x8b"
-                unpack = zlib.decompressobj(47) if gzipped else None  # gzip or zlib header
+                unpack = isal_zlib.decompressobj(47) if gzipped else None  # gzip or zlib header
                 carry = b""
                 chunk = first
                 while chunk:
@@ -130,12 +137,16 @@ class Uploader:
                     emit(last if last.endswith(b"\n") else last + b"\n")
                 if pack:
                     dst.write(pack.flush())
-            blob = self.bucket.blob(name)
-            blob.upload_from_filename(staged, content_type=self._content_type, retry=_UPLOAD_RETRY)
+            self._upload(staged, name)
         finally:
             if os.path.exists(staged):
                 os.unlink(staged)
         return Staged(f"gs://{self.bucket.name}/{name}", rows, source=path)
+
+    def _upload(self, path: str, name: str) -> None:
+        testpause.hold("before_upload", "upload", next(_UPLOADS), _LOG)
+        blob = self.bucket.blob(name)
+        blob.upload_from_filename(path, content_type=self._content_type, retry=_UPLOAD_RETRY)
 
     @property
     def _content_type(self) -> str:
@@ -154,9 +165,14 @@ def local_path(uri: str) -> str:
     )
 
 
+def _packer() -> Any:
+    """A gzip compressor at ISA-L's level 1: ~5x smaller JSONL at ~1.3 µs of CPU per row."""
+    return isal_zlib.compressobj(1, isal_zlib.DEFLATED, 31)
+
+
 def _gzip_file(source: str, target: str) -> None:
-    """gzip `source` into `target`, level 1: ~5x smaller JSONL at a fraction of level 6's CPU."""
-    packer = zlib.compressobj(1, zlib.DEFLATED, 31)
+    """gzip `source` into `target` (see _packer)."""
+    packer = _packer()
     with open(source, "rb") as src, open(target, "wb") as dst:
         while chunk := src.read(_CHUNK):
             dst.write(packer.compress(chunk))

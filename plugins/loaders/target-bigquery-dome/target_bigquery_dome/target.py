@@ -8,11 +8,14 @@ The path of a row, and why each step is there:
    wrote; they are staged as they are, with the same two fields added (staging.py).
 2. A file is sealed when it holds `batch_size` rows or at a checkpoint; worker threads gzip it
    and upload it to gs://BUCKET/PREFIX/DATASET/TABLE/RUN/ while the main thread reads on.
-3. A checkpoint happens when a STATE message arrives `load_interval_seconds` after the previous
-   one, and at the end of the input: every open file is sealed, and one load job per table
-   appends all files staged since the previous checkpoint (BigQuery reads them in parallel).
-4. That STATE is written to stdout only after those load jobs succeeded with the expected row
-   count (loads.py); reading goes on meanwhile, and later checkpoints' loads may overlap.
+3. As soon as a table's uploaded, not yet loaded files hold `batch_size` rows, a load job
+   appends them, while reading goes on (so a backfill loads as it extracts, not all at the end).
+4. A checkpoint happens when a STATE message arrives `load_interval_seconds` after the previous
+   one, when one arrives and every file before it is already in a load job, and at the end of
+   the input: every open file is sealed, and one load job per table appends the files staged
+   since the previous checkpoint that no load job took yet (BigQuery reads them in parallel).
+5. That STATE is written to stdout only after every load job of rows before it succeeded with
+   the expected row count (loads.py); reading goes on meanwhile, and loads may overlap.
 
 So Meltano never stores a bookmark past rows that are not in the raw table. A crash at any
 point leaves at most files that were staged but not loaded: the tap reads those rows again
@@ -22,10 +25,12 @@ STATE was lost is loaded twice: the raw table is append-only and dbt deduplicate
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -36,18 +41,19 @@ import simplejson
 from singer_sdk import Target
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 
-from target_bigquery_dome import bqschema, lines
+from target_bigquery_dome import bqschema, leftovers, lines
 from target_bigquery_dome.loads import Checkpoints, LoadJob
 from target_bigquery_dome.preflight import check
 from target_bigquery_dome.settings import (
     CONFIG_SCHEMA,
+    DEFAULT_LEFTOVER_HOURS,
     DEFAULT_LOAD_INTERVAL_SECONDS,
     RETIRED_SETTINGS,
     ConfigError,
     check_values,
     setting_ref,
 )
-from target_bigquery_dome.staging import Staged, StreamFile, Uploader, utc_now
+from target_bigquery_dome.staging import Staged, StreamFile, Uploader, local_path, utc_now
 
 
 class _Stream:
@@ -60,7 +66,10 @@ class _Stream:
         self.fields: list[Any] = []
         self.file: StreamFile | None = None
         self.files_started = 0
-        self.uploads: list[Future[Staged]] = []  # staged since the last checkpoint
+        # Guards `pending` and `loads`: upload workers start loads from their done-callbacks.
+        self.lock = threading.Lock()
+        self.pending: list[Future[Staged]] = []  # uploads no load job has taken yet
+        self.loads: list[Future[int]] = []  # load jobs started since the last checkpoint
 
 
 class TargetBigQueryDome(Target):
@@ -92,13 +101,26 @@ class TargetBigQueryDome(Target):
         self._granularity = str(config.get("partition_granularity") or "day")
         self._prefix = str(config.get("prefix") or "target_bigquery").strip("/")
         self._run = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
-        self._dir = tempfile.mkdtemp(prefix="target-bigquery-", dir=config.get("temp_dir") or None)
+        self._leftover_hours = float(config.get("leftover_hours") or DEFAULT_LEFTOVER_HOURS)
+        temp_parent = str(config.get("temp_dir") or tempfile.gettempdir())
+        leftovers.sweep_temp(temp_parent, self._leftover_hours, self.logger)
+        self._dir = tempfile.mkdtemp(prefix=leftovers.temp_dir_name(), dir=temp_parent)
         workers = int(config.get("workers") or 4)
         self._upload_pool = ThreadPoolExecutor(workers, thread_name_prefix="upload")
         self._load_pool = ThreadPoolExecutor(workers, thread_name_prefix="load")
         self._clients = _Clients(config)
         self._uploader = Uploader(
             self._clients.bucket(), str(config.get("compression") or "gzip"), self._dir
+        )
+        # The tap's batch folders already swept for a stream, and every file handed to this run.
+        self._swept: set[tuple[str, str]] = set()
+        self._handed: set[str] = set()
+        self._upload_pool.submit(
+            leftovers.sweep_bucket,
+            self._uploader.bucket,
+            f"{self._prefix}/{self._clients.dataset}/",
+            self._leftover_hours,
+            self.logger,
         )
         self._streams: dict[str, _Stream] = {}
         self._pending_state: dict[str, Any] | None = None
@@ -198,18 +220,37 @@ class TargetBigQueryDome(Target):
         compression = encoding.get("compression")
         batched_at = utc_now()
         for uri in message_dict["manifest"]:
+            self._sweep_tap_folder(name, str(uri))
             object_name = self._object_name(known)
-            known.uploads.append(
+            self._stage(
+                known,
                 self._upload_pool.submit(
                     self._uploader.batch_file, str(uri), compression, batched_at, object_name
-                )
+                ),
             )
         self._checkpoints.emit_ready()
+
+    def _sweep_tap_folder(self, stream: str, uri: str) -> None:
+        """On the stream's first BATCH from a folder: remove what a killed run left there."""
+        path = local_path(uri)
+        self._handed.add(path)
+        folder = os.path.dirname(path)
+        if (folder, stream) in self._swept:
+            return
+        self._swept.add((folder, stream))
+        self._upload_pool.submit(
+            leftovers.sweep_tap_folder,
+            folder,
+            stream,
+            self._handed,
+            self._leftover_hours,
+            self.logger,
+        )
 
     def _process_state_message(self, message_dict: dict[str, Any]) -> None:
         self._assert_line_requires(message_dict, requires={"value"})
         self._pending_state = message_dict["value"]
-        if time.monotonic() - self._last_checkpoint >= self._interval:
+        if time.monotonic() - self._last_checkpoint >= self._interval or self._all_in_loads():
             self._checkpoint()
         else:
             self._checkpoints.emit_ready()
@@ -255,27 +296,67 @@ class TargetBigQueryDome(Target):
             os.unlink(file.path)
             return
         name = self._object_name(known)
-        known.uploads.append(
-            self._upload_pool.submit(self._uploader.local_file, file.path, file.rows, name)
+        self._stage(
+            known, self._upload_pool.submit(self._uploader.local_file, file.path, file.rows, name)
         )
         self._checkpoints.emit_ready()
 
+    def _stage(self, known: _Stream, upload: Future[Staged]) -> None:
+        """An upload is under way; once done it may complete a load job's worth of rows."""
+        with known.lock:
+            known.pending.append(upload)
+        upload.add_done_callback(lambda _done: self._load_if_full(known))
+
+    def _load_if_full(self, known: _Stream) -> None:
+        """Start a load job over the uploaded files once they hold `batch_size` rows (any thread).
+
+        One load per `batch_size` rows keeps a table's load jobs within BigQuery's quota
+        (1,500 a day: ~60 million rows a day at the defaults, checkpoints included). A failed
+        upload stays pending: the checkpoint's load job raises its error.
+        """
+        with known.lock:
+            done = [u for u in known.pending if u.done() and u.exception() is None]
+            if sum(u.result().rows for u in done) < self._batch_size:
+                return
+            known.pending = [u for u in known.pending if u not in done]
+            with contextlib.suppress(RuntimeError):  # the pool was shut down: aborting
+                known.loads.append(self._start_load(known, done))
+
+    def _start_load(self, known: _Stream, uploads: Sequence[Future[Staged]]) -> Future[int]:
+        job = LoadJob(
+            client=self._clients.bigquery(),
+            table=self._clients.table(known.table),
+            schema=known.fields,
+            timeout=float(self.config.get("timeout") or 1200),
+            logger=self.logger,
+            bucket=self._uploader.bucket,
+        )
+        return self._load_pool.submit(job.run, uploads)
+
+    def _all_in_loads(self) -> bool:
+        """Whether every row read so far is in a load job already (a checkpoint costs no load)."""
+        for known in self._streams.values():
+            if known.file is not None and known.file.rows:
+                return False
+            with known.lock:
+                if known.pending:
+                    return False
+        return True
+
     def _checkpoint(self) -> None:
-        """Seal every file, start one load job per table over its staged files, queue the STATE."""
+        """Seal every file; queue the STATE behind every load of rows before it.
+
+        The files no load job has taken yet get one load job per table.
+        """
         loads: list[Future[int]] = []
         for known in self._streams.values():
             self._seal(known)
-            if known.uploads:
-                job = LoadJob(
-                    client=self._clients.bigquery(),
-                    table=self._clients.table(known.table),
-                    schema=known.fields,
-                    timeout=float(self.config.get("timeout") or 1200),
-                    logger=self.logger,
-                )
-                uploads: Sequence[Future[Staged]] = known.uploads
-                known.uploads = []
-                loads.append(self._load_pool.submit(job.run, uploads))
+            with known.lock:
+                uploads, known.pending = known.pending, []
+                loads.extend(known.loads)
+                known.loads = []
+                if uploads:
+                    loads.append(self._start_load(known, uploads))
         self._checkpoints.add(self._pending_state, loads)
         self._pending_state = None
         self._last_checkpoint = time.monotonic()

@@ -1,0 +1,175 @@
+"""Record lines spliced from the API's text equal the records `build` makes from dicts.
+
+`RecordBuilder.lines` writes most rows by splicing their JSON text (records.py). These
+tests hold it to the dict path, row by row: on every page the simulator serves for its
+edge-case wallets, and on rows crafted to need each conversion `build` makes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+import pytest
+import requests
+
+from dome_simulator import Dataset
+from tap_dome.page import parse_page
+from tap_dome.records import RecordBuilder, activity_id
+from tap_dome.rows import Rows, split_rows
+from tap_harness import API_KEY, truth_ids
+
+WALLET = "0x" + "ab" * 20
+HEAD = b'{"type":"RECORD","stream":"orders","record":'
+TAIL = b',"time_extracted":"2026-12-02T00:00:00+00:00"}'
+
+
+def _known(stream: str) -> frozenset[str]:
+    from importlib import resources
+
+    text = resources.files("tap_dome.schemas").joinpath(f"{stream}.json").read_text()
+    return frozenset(json.loads(text)["properties"])
+
+
+def _expected(builder: RecordBuilder, rows: Rows, wallet: str) -> list[dict[str, Any]]:
+    """The dict path: each row parsed, then `build`."""
+    return builder.build_page(rows.dicts(), wallet)
+
+
+def _spliced(builder: RecordBuilder, rows: Rows, wallet: str) -> list[dict[str, Any]]:
+    """The bulk path: RECORD lines, each parsed back into its record."""
+    seen: set[Any] = set()
+    text = builder.lines(rows, wallet, seen, head=HEAD, tail=TAIL)
+    lines = text.split(b"\n")
+    assert lines[-1] == b""
+    assert len(lines) == len(rows) + 1  # one line per row, no more
+    messages = [orjson.loads(line) for line in lines[:-1]]
+    assert all(m["type"] == "RECORD" and m["stream"] == "orders" for m in messages)
+    assert {m["time_extracted"] for m in messages} <= {"2026-12-02T00:00:00+00:00"}
+    records = [m["record"] for m in messages]
+    assert seen >= {r.get("condition_id") for r in records}
+    return records
+
+
+def test_simulated_pages_splice_to_the_records_build_makes(simulator_factory: Any) -> None:
+    sim = simulator_factory(Dataset.standard(page=100, large=600))
+    builder = RecordBuilder(_known("orders"))
+    spliced = 0
+    compared = 0
+    ids: set[str] = set()
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {API_KEY}"
+    for wallet in sim.wallets:
+        params: dict[str, Any] = {"user": wallet, "limit": 100}
+        while True:
+            body = session.get(f"{sim.base_url}/polymarket/orders", params=params).content
+            page = parse_page(body)
+            records = _spliced(builder, page.rows, wallet)
+            assert records == _expected(builder, page.rows, wallet)
+            ids.update(r["order_id"] for r in records)
+            spliced += sum(1 for raw in page.rows.raw if builder.splices(raw))
+            compared += len(page.rows)
+            if not page.has_more or not page.pagination_key:
+                break
+            params["pagination_key"] = page.pagination_key
+    # Both paths ran: most rows are spliced, the simulator's odd ones (fields outside the
+    # schema, missing log_index, ...) are built.
+    assert ids == truth_ids(sim)
+    assert 0.5 * compared < spliced < compared
+
+
+ODD_ROWS: list[tuple[str, dict[str, Any]]] = [
+    ("plain", {}),
+    ("numbers as strings", {"timestamp": "1700000000", "shares": "1000000", "price": "0.5"}),
+    ("float timestamp", {"timestamp": 1700000000.0}),
+    ("token id as a number", {"token_id": 12345678901234567890}),
+    ("block number as a string", {"block_number": "123"}),
+    ("log index as a string", {"log_index": "7"}),
+    ("no log index", {"log_index": None}),
+    ("upper-case tx hash", {"tx_hash": "0xABCDEF" + "0" * 58}),
+    ("non-ASCII in the tx hash", {"tx_hash": "0xÉ" + "0" * 63}),
+    ("a field outside the schema", {"fee_rate_bps": 12}),
+    ("a field named like one the tap adds", {"wallet": "0x" + "cd" * 20}),
+    ("an order_id of its own", {"order_id": "x"}),
+    ("extra_fields of its own", {"extra_fields": {"a": 1}}),
+    ("unicode and quotes in the title", {"title": 'Will "ETH" flip? 🦄 \\ é'}),
+    ("integer price", {"price": 1}),
+    ("nulls", {"side": None, "title": None, "shares": None, "price": None}),
+]
+
+
+def _fill(**changes: Any) -> dict[str, Any]:
+    fill: dict[str, Any] = {
+        "token_id": "123",
+        "token_label": "Yes",
+        "side": "BUY",
+        "market_slug": "m",
+        "condition_id": "0xC0",
+        "shares": 2_000_000,
+        "shares_normalized": 2.0,
+        "price": 0.25,
+        "block_number": 99,
+        "log_index": 3,
+        "tx_hash": "0x" + "1f" * 32,
+        "title": "t",
+        "timestamp": 1_700_000_059,
+        "order_hash": "0x" + "2e" * 32,
+        "user": WALLET,
+        "taker": None,
+    }
+    fill.update(changes)
+    return {k: v for k, v in fill.items() if v is not None or k != "log_index"}
+
+
+@pytest.mark.parametrize(("case", "changes"), ODD_ROWS, ids=[c for c, _ in ODD_ROWS])
+def test_odd_rows_give_the_same_record_either_way(case: str, changes: dict[str, Any]) -> None:
+    builder = RecordBuilder(_known("orders"))
+    body = orjson.dumps({"orders": [_fill(**changes), _fill()], "pagination": {}})
+    rows, _ = split_rows(body, "orders")
+    assert _spliced(builder, rows, WALLET) == _expected(builder, rows, WALLET)
+    assert builder.splices(rows.raw[1])  # the plain row beside it is spliced
+    if case == "plain":
+        assert builder.splices(rows.raw[0])
+
+
+def test_a_pretty_printed_page_is_re_encoded_one_line_per_record() -> None:
+    builder = RecordBuilder(_known("orders"))
+    body = json.dumps({"orders": [_fill(), _fill(log_index=4)]}, indent=2).encode()
+    rows, _ = split_rows(body, "orders")
+    assert not rows.one_line
+    assert _spliced(builder, rows, WALLET) == _expected(builder, rows, WALLET)
+
+
+def test_activity_rows_splice_with_their_own_key_and_time() -> None:
+    builder = RecordBuilder(
+        _known("activity"), key="activity_id", identity=activity_id, time_field="occurred_at"
+    )
+    row = {
+        "side": "REDEEM",
+        "condition_id": "0xc0",
+        "shares": 5,
+        "tx_hash": "0x" + "aa" * 32,
+        "log_index": 9,
+        "timestamp": 1_700_000_000,
+    }
+    rows, _ = split_rows(orjson.dumps({"activities": [row]}), "activities")
+    assert builder.splices(rows.raw[0])
+    seen: set[Any] = set()
+    (record,) = (orjson.loads(line) for line in builder.lines(rows, WALLET, seen).splitlines())
+    assert record == _expected(builder, rows, WALLET)[0]
+    assert record["activity_id"] == f"{row['tx_hash']}:9"
+    assert record["occurred_at"] == "2023-11-14T22:13:20Z"
+    assert seen == {"0xc0"}
+
+
+def test_bodies_that_are_not_pages_are_refused() -> None:
+    with pytest.raises(ValueError, match="truncated"):
+        split_rows(b'{"orders": [{"a": 1}', "orders")
+    with pytest.raises(ValueError, match="no `orders` list"):
+        split_rows(b'{"orders": {"a": 1}}', "orders")
+    with pytest.raises(ValueError, match="not an object"):
+        split_rows(b'{"orders": [1, 2]}', "orders")
+    rows, _ = split_rows(b'{"orders": [{"timestamp": "soon"}]}', "orders")
+    with pytest.raises(ValueError, match="'soon'"):
+        rows.newest()
