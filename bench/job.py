@@ -62,6 +62,7 @@ class Result:
     seconds: float
     peak_rss_mib: float
     fills: int
+    peaks_mib: dict[str, float]
 
 
 @contextmanager
@@ -261,7 +262,20 @@ class Bench:
 
 
 def _result(measured: Measured, fills: int) -> Result:
-    return Result(seconds=measured.seconds, peak_rss_mib=measured.peak_rss_mib, fills=fills)
+    return Result(
+        seconds=measured.seconds,
+        peak_rss_mib=measured.peak_rss_mib,
+        fills=fills,
+        peaks_mib=measured.peaks_mib,
+    )
+
+
+def _per_process(results: list[Result]) -> str:
+    """The median of each program's peak over the rounds, biggest first (below 5 MiB left out)."""
+    names = {name for r in results for name in r.peaks_mib}
+    medians = {n: statistics.median(r.peaks_mib.get(n, 0.0) for r in results) for n in names}
+    ordered = sorted((m, n) for n, m in medians.items() if m >= 5)
+    return ", ".join(f"{n} {m:.0f}" for m, n in reversed(ordered))
 
 
 def _check(returncode: int, log: Path, what: str) -> None:
@@ -343,6 +357,9 @@ def report(
         ratio = seconds("dlt") / seconds("job")
         print(f"  whole job vs dlt: tap-dome {ratio:.2f}x as fast (target >= 1.5)")
     print(f"  peak summed RSS of the whole job: {rss('job'):.0f} MiB (target <= 400)")
+    print("  each process's own peak RSS (medians, MiB; they need not peak at the same moment):")
+    for name in steps:
+        print(f"    {name:<4} {_per_process(steps[name])}")
     print(f"  load average before: {before}; after: {after}")
 
 

@@ -13,7 +13,7 @@ import os
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -28,6 +28,8 @@ class Measured:
     seconds: float
     peak_rss_mib: float
     returncode: int
+    # Each process's own peak, by program name (`label`), in MiB: where the summed peak comes from.
+    peaks_mib: dict[str, float] = field(default_factory=dict)
 
 
 def _parents() -> dict[int, int]:
@@ -46,11 +48,27 @@ def _parents() -> dict[int, int]:
     return out
 
 
-def tree_rss(root: int, seen: set[int] | None = None) -> int:
+def label(pid: int) -> str:
+    """A process's program: the script a Python interpreter runs, else the executable's name."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return "?"
+    names = [os.path.basename(a.decode(errors="replace")) for a in argv if a]
+    if len(names) > 1 and names[0].startswith("python") and not names[1].startswith("-"):
+        return names[1]
+    if len(names) > 2 and names[0].startswith("python") and names[1] == "-m":
+        return names[2]
+    return names[0] if names else "?"
+
+
+def tree_rss(root: int, seen: set[int] | None = None, per_pid: dict[int, int] | None = None) -> int:
     """Resident bytes of `root` and its descendants right now.
 
     With `seen` (the pids of the previous sample, updated in place), a descendant counts only
-    if it was there in the previous sample too.
+    if it was there in the previous sample too. With `per_pid`, each counted process's
+    resident bytes are stored there too.
     """
     parents = _parents()
     children: dict[int, list[int]] = {}
@@ -65,9 +83,12 @@ def tree_rss(root: int, seen: set[int] | None = None) -> int:
             continue
         try:
             with open(f"/proc/{pid}/statm", "rb") as statm:
-                total += int(statm.read().split()[1]) * PAGE
+                rss = int(statm.read().split()[1]) * PAGE
         except (OSError, IndexError, ValueError):
             continue
+        total += rss
+        if per_pid is not None:
+            per_pid[pid] = rss
     if seen is not None:
         seen.clear()
         seen.update(now)
@@ -85,6 +106,7 @@ def run_measured(
 ) -> Measured:
     """Run `cmd` to the end, sampling its process tree's RSS every `interval` seconds."""
     peak = 0
+    peaks: dict[str, int] = {}
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=stdout, stderr=stderr)
     done = threading.Event()
@@ -93,7 +115,14 @@ def run_measured(
         nonlocal peak
         seen: set[int] = set()
         while not done.is_set():
-            peak = max(peak, tree_rss(proc.pid, seen))
+            per_pid: dict[int, int] = {}
+            peak = max(peak, tree_rss(proc.pid, seen, per_pid))
+            now: dict[str, int] = {}
+            for pid, rss in per_pid.items():
+                name = label(pid)
+                now[name] = now.get(name, 0) + rss
+            for name, rss in now.items():
+                peaks[name] = max(peaks.get(name, 0), rss)
             done.wait(interval)
 
     sampler = threading.Thread(target=poll, daemon=True)
@@ -102,4 +131,9 @@ def run_measured(
     seconds = time.perf_counter() - started
     done.set()
     sampler.join()
-    return Measured(seconds=seconds, peak_rss_mib=peak / MIB, returncode=returncode)
+    return Measured(
+        seconds=seconds,
+        peak_rss_mib=peak / MIB,
+        returncode=returncode,
+        peaks_mib={name: rss / MIB for name, rss in peaks.items()},
+    )

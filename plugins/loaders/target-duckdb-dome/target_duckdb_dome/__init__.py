@@ -29,6 +29,10 @@ LOGGER = get_logger("target_duckdb")
 HUGE = 2.0**63
 NESTED = (dict, list)  # what JSON parses objects and arrays into
 METADATA_COLUMNS = ("_sdc_extracted_at", "_sdc_batched_at", "_sdc_deleted_at")
+# The longest row read_json accepts (DuckDB's default, 16 MiB; twice the longest line Meltano
+# relays with elt.buffer_size 16 MiB). DuckDB reads each file through buffers of twice this
+# size, taken from its memory_limit (DUCKDB_SETTINGS): 1 GiB here would need a 2 GiB buffer.
+MAX_ROW_BYTES = 16 << 20
 
 
 def _sql_str(value: str) -> str:
@@ -156,7 +160,7 @@ class AppendDbSync(db_sync.DbSync):
                 f"INSERT INTO {table} ({', '.join(self.column_names())}) "
                 f"SELECT {values} FROM read_json({_sql_str(self.batch_path)}, "
                 f"format = 'newline_delimited', columns = {{{columns}}}, "
-                f"maximum_object_size = {1 << 30})"
+                f"maximum_object_size = {MAX_ROW_BYTES})"
             )
         finally:
             self.discard()
@@ -187,7 +191,7 @@ class AppendDbSync(db_sync.DbSync):
             f"INSERT INTO {table} ({', '.join(self.column_names())}) "
             f"SELECT {values} FROM read_json({files}, "
             f"format = 'newline_delimited', columns = {{{columns}}}, "
-            f"maximum_object_size = {1 << 30})"
+            f"maximum_object_size = {MAX_ROW_BYTES})"
         ).fetchone()
         return int(row[0]) if row else 0
 
@@ -455,8 +459,12 @@ def resolve_path(config: dict[str, Any]) -> None:
 # - one thread while loading: a batch is too small to gain from more, and idle threads spin;
 # - checkpoint after 256 MB of WAL instead of 16 MB: each checkpoint re-writes the table's
 #   last row group, and with 16 MB that was half of the time spent in DuckDB. A commit is as
-#   durable either way (it is in the WAL); closing the connection checkpoints the rest.
-DUCKDB_SETTINGS = {"threads": 1, "checkpoint_threshold": "256MB"}
+#   durable either way (it is in the WAL); closing the connection checkpoints the rest;
+# - memory_limit 64MB instead of 80% of RAM: DuckDB keeps the rows not yet checkpointed in
+#   memory up to its limit, and spills the rest to a temporary file, so the loader grew with
+#   the run (~265 MiB at 200,000 fills, beside the tap and Meltano); at 64MB it peaks at
+#   ~160 MiB, no slower, and a 1,000,000-row load passes (bench/job.py; 48MB ran out).
+DUCKDB_SETTINGS = {"threads": 1, "checkpoint_threshold": "256MB", "memory_limit": "64MB"}
 
 
 def patch() -> None:
