@@ -10,7 +10,7 @@ SDK's own loop or an unusual row needs one. The rows hold views into the body, n
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -32,10 +32,10 @@ class Rows:
 
     __slots__ = ("_stamps", "_values", "one_line", "raw")
 
-    def __init__(self, raw: list[msgspec.Raw], values: list[Any], *, one_line: bool) -> None:
+    def __init__(self, raw: list[msgspec.Raw], values: Sequence[Any], *, one_line: bool) -> None:
         self.raw = raw
         self._values = values
-        self._stamps: list[int | None] | None = None
+        self._stamps: Sequence[int | None] | None = None
         self.one_line = one_line
 
     @classmethod
@@ -47,11 +47,30 @@ class Rows:
             one_line=True,
         )
 
+    @classmethod
+    def restored(
+        cls,
+        raw: list[msgspec.Raw],
+        values: Sequence[Any],
+        stamps: Sequence[int | None],
+        *,
+        one_line: bool,
+    ) -> Rows:
+        """Rows read back from where they were kept (spool.py), their stamps known already."""
+        rows = cls(raw, values, one_line=one_line)
+        rows._stamps = stamps
+        return rows
+
     def __len__(self) -> int:
         return len(self.raw)
 
     @property
-    def stamps(self) -> list[int | None]:
+    def values(self) -> Sequence[Any]:
+        """Each row's `timestamp` value as the API sent it."""
+        return self._values
+
+    @property
+    def stamps(self) -> Sequence[int | None]:
         """Each row's `timestamp` in whole seconds (a number or a numeric string), or None.
 
         Computed on first use, in the worker that reads the page: a value that is not a

@@ -50,6 +50,7 @@ from tap_dome.fetch import PageFetcher
 from tap_dome.page import Page, page_of
 from tap_dome.pagination import DomePaginator
 from tap_dome.rows import Rows
+from tap_dome.spool import Parked, Spool
 from tap_dome.windows import (
     Covered,
     Window,
@@ -70,10 +71,14 @@ MAX_SLICE_PAGES = 8
 # fills is cut again when its first page shows it. Cutting step by step keeps the slices
 # that fall where the wallet had no fills yet (one request each) few.
 MAX_FANOUT = 16
-# Fills held at most, buffered or in flight (a fill is held as its JSON text, under 1 KB with
-# its share of the page): under 48 MB, enough for the lockstep of every chain at the tiers'
-# rates under real latency.
-MAX_BUFFERED_FILLS = 48_000
+# Fills held in memory at most, waiting or in flight (a fill is held as its JSON text, under
+# 1 KB with its share of the page): under 40 MB.
+MAX_BUFFERED_FILLS = 40_000
+# Fills parked on disk at most (spool.py; 16 bytes each stay in memory): under 400 MB of
+# temporary files, enough for the chains of a huge wallet to run far ahead of its head.
+MAX_PARKED_FILLS = 400_000
+# The consumer's share of time spent waiting on its head above which pages are parked.
+PARK_WHEN_WAITING = 0.1
 # Pages that wallets after the current one may hold, per request slot: enough to keep
 # every slot busy while the current wallet ends, never so much that it waits for room.
 AHEAD_PAGES_PER_REQUEST = 2
@@ -98,7 +103,7 @@ class WindowJob:
     order: tuple[int, ...]
     state: JobState = JobState.PENDING
     paginator: DomePaginator = field(default_factory=DomePaginator)
-    pages: deque[Rows] = field(default_factory=deque)
+    pages: deque[Rows | Parked] = field(default_factory=deque)  # in memory or on disk
     children: list[WindowJob] = field(default_factory=list)
     estimate: int | None = None  # fills expected in the window (a slice: from its cut)
     expected: int = 0  # fills the request in flight is counted for in the budget
@@ -139,7 +144,8 @@ class SchedulerCounts:
 
     requests: int = 0
     peak_in_flight: int = 0
-    peak_fills_held: int = 0
+    peak_fills_held: int = 0  # in memory: in flight and waiting
+    peak_fills_parked: int = 0  # on disk
     windows_cut: int = 0
     slices: int = 0
     first_pages_kept: int = 0
@@ -152,24 +158,47 @@ def slice_pages(page_size: int) -> int:
 
 
 class FillBudget:
-    """Fills held in memory for the consumer, and whether one more request may be sent.
+    """Fills held for the consumer, in memory or parked on disk, and whether one more request
+    may be sent.
 
     A request in flight counts as the fills it is expected to bring (a full page when its
     window has more; for a window's first request, what recent first pages held) until it
-    arrives; then its page counts as the fills it holds until the consumer takes them.
+    arrives; then its page counts as the fills it holds until the consumer takes them, as
+    *waiting* (in memory) or *parked* (on disk, spool.py).
+
     Per request slot, the wallet being emitted may hold about half a slice per chain plus
     the page in flight; later wallets share `AHEAD_PAGES_PER_REQUEST` pages more. Their
     separate share matters: thousands of small wallets are always ready to fetch, and
     without it they would fill the budget while the current wallet's chains wait for room.
+
+    While the consumer keeps waiting on its head chain (`parking`), that rule is what holds
+    the rate down: the other chains' pages fill it and then wait for room. Then the wallet
+    being emitted may fetch on until memory (in flight and waiting) reaches `max_fills`, or
+    everything held reaches `max_fills + max_parked`; a page that arrives while the waiting
+    pages fill half the memory budget is parked on disk.
     """
 
-    def __init__(self, page_size: int, max_fills: int = MAX_BUFFERED_FILLS) -> None:
+    def __init__(
+        self,
+        page_size: int,
+        max_fills: int = MAX_BUFFERED_FILLS,
+        max_parked: int = MAX_PARKED_FILLS,
+    ) -> None:
         self.page_size = page_size
         self.max_fills = max(max_fills, page_size)
+        self.max_parked = max(0, max_parked)
         self.own_pages = slice_pages(page_size) // 2 + 1
-        self.total = 0
+        self.in_flight = 0
+        self.waiting = 0
+        self.parked = 0
+        self.parking = False
         self._by_wallet: dict[str, int] = {}
         self._first_page = float(page_size)  # moving average of first pages' fills
+
+    @property
+    def total(self) -> int:
+        """Every fill held: in flight, waiting in memory, parked on disk."""
+        return self.in_flight + self.waiting + self.parked
 
     def expected(self, job: WindowJob) -> int:
         """The fills `job`'s next request will likely bring: a full page when its window
@@ -181,31 +210,60 @@ class FillBudget:
             return max(1, min(self.page_size, job.estimate))
         return max(1, math.ceil(self._first_page))
 
+    def must_park(self, fills: int) -> bool:
+        """Should a page of `fills` fills that is not the head's go to disk?"""
+        if self.parked + fills > self.max_parked:
+            return False
+        limit = self.max_fills // 2 if self.parking else self.max_fills
+        return self.waiting + fills > limit
+
     def sent(self, wallet: str, expected: int) -> None:
         """A request of `wallet` left; count `expected` fills until it arrives."""
+        self.in_flight += expected
         self._add(wallet, expected)
 
-    def arrived(self, job: WindowJob, fills: int, kept: int) -> None:
-        """`job`'s page (`fills` fills) arrived and `kept` of them wait for the consumer."""
+    def arrived(self, job: WindowJob, fills: int, kept: int, *, parked: bool = False) -> None:
+        """`job`'s page (`fills` fills) arrived and `kept` of them wait for the consumer,
+        in memory or (`parked`) on disk."""
         if job.state is JobState.PENDING and job.estimate is None:
             self._first_page += LATENCY_WEIGHT * (fills - self._first_page)
+        self.in_flight -= job.expected
+        if parked:
+            self.parked += kept
+        else:
+            self.waiting += kept
         self._add(job.wallet, kept - job.expected)
 
-    def released(self, wallet: str, fills: int) -> None:
-        """The consumer took `fills` fills of `wallet`."""
+    def unparked(self, fills: int) -> None:
+        """A page counted as parked stays in memory after all (the disk refused it)."""
+        self.parked -= fills
+        self.waiting += fills
+
+    def released(self, wallet: str, fills: int, *, parked: bool = False) -> None:
+        """The consumer took `fills` fills of `wallet`, from memory or (`parked`) disk."""
+        if parked:
+            self.parked -= fills
+        else:
+            self.waiting -= fills
         self._add(wallet, -fills)
 
     def allows(self, wallet: str, current: str | None, slots: int) -> bool:
         """May `wallet` send one more request, with `slots` requests allowed in flight?"""
         own = self.own_pages * slots * self.page_size
         ahead = AHEAD_PAGES_PER_REQUEST * slots * self.page_size
+        total = self.total
+        if wallet != current:
+            held_ahead = total - self._by_wallet.get(current or "", 0)
+            if held_ahead >= ahead:
+                return False
+        if self.parking and self.max_parked:
+            memory = self.in_flight + self.waiting
+            return memory < self.max_fills and total < self.max_fills + self.max_parked
         if wallet == current:
-            return self.total < min(self.max_fills, own + ahead)
-        held_ahead = self.total - self._by_wallet.get(current or "", 0)
-        return held_ahead < ahead and self.total < self.max_fills
+            return total < min(self.max_fills, own + ahead)
+        return total < self.max_fills
 
     def _add(self, wallet: str, fills: int) -> None:
-        self.total += fills
         left = self._by_wallet.get(wallet, 0) + fills
         if left:
             self._by_wallet[wallet] = left
@@ -231,13 +289,20 @@ class FetchScheduler:
         max_window_fills: int,
         logger: logging.Logger,
         max_buffered_fills: int = MAX_BUFFERED_FILLS,
+        max_parked_fills: int = MAX_PARKED_FILLS,
+        spool_directory: str | None = None,
     ) -> None:
         self._fetcher = fetcher
         self._endpoint = endpoint
         self._page_size = page_size
         self._max_window_fills = max_window_fills
         self._slice_fills = slice_pages(page_size) * page_size
-        self._budget = FillBudget(page_size, max_buffered_fills)
+        self._budget = FillBudget(page_size, max_buffered_fills, max_parked_fills)
+        self._spool = Spool(spool_directory)
+        # The consumer's share of time spent waiting on its head (a moving average), and
+        # when it last took a page: the budget parks pages while the share is high.
+        self._wait_share = 0.0
+        self._last_take: float | None = None
         self._gate = ConcurrencyGate(fetcher.limiter.burst_rate, max(1, max_concurrency))
         self._pool = WorkerPool("dome-fetch")
         self._logger = logger
@@ -276,11 +341,13 @@ class FetchScheduler:
             self._closed = True
             self._cond.notify_all()
         self._pool.close()
+        self._spool.close()
         counts = self.counts
         if counts.requests:
             self._logger.info(
                 "Fetching: %d requests, up to %d in flight (latency ~%.0f ms, limit %d of "
-                "max %d); %d windows cut into %d slices, %d first pages kept, %d dropped",
+                "max %d); %d windows cut into %d slices, %d first pages kept, %d dropped; "
+                "%d pages parked on disk (peak %.0f MB)",
                 counts.requests,
                 counts.peak_in_flight,
                 self._gate.latency * 1000,
@@ -290,6 +357,8 @@ class FetchScheduler:
                 counts.slices,
                 counts.first_pages_kept,
                 counts.first_pages_dropped,
+                self._spool.pages_parked,
+                self._spool.peak_bytes / 1e6,
             )
 
     # Consumer side
@@ -311,18 +380,23 @@ class FetchScheduler:
             self._cond.notify_all()
         while True:
             with self._cond:
+                waited = 0.0
                 while not job.pages and job.state not in (JobState.DONE, JobState.SPLIT):
                     if self._fatal is not None:
                         raise self._fatal
+                    began = time.monotonic()
                     self._cond.wait(WAIT_SLICE_SECONDS)
+                    waited += time.monotonic() - began
                 if self._fatal is not None:
                     raise self._fatal
-                fills = job.pages.popleft() if job.pages else None
-                if fills is not None:
-                    self._budget.released(job.wallet, len(fills))
+                item = job.pages.popleft() if job.pages else None
+                if item is not None:
+                    parked = isinstance(item, Parked)
+                    self._budget.released(job.wallet, len(item), parked=parked)
+                    self._note_wait(waited)
                     self._cond.notify_all()
-            if fills is not None:
-                yield FillsFetched(fills)
+            if item is not None:
+                yield FillsFetched(self._spool.take(item) if isinstance(item, Parked) else item)
             elif job.state is JobState.SPLIT:
                 for child in job.children:
                     yield from self._drain(child)
@@ -330,6 +404,15 @@ class FetchScheduler:
             else:
                 yield WindowDone(job.window, job.seen_through())
                 return
+
+    def _note_wait(self, waited: float) -> None:
+        """Follow the share of the consumer's time spent waiting for pages (under the lock)."""
+        now = time.monotonic()
+        if self._last_take is not None and now > self._last_take:
+            share = min(1.0, waited / (now - self._last_take))
+            self._wait_share += LATENCY_WEIGHT * (share - self._wait_share)
+            self._budget.parking = self._wait_share >= PARK_WHEN_WAITING
+        self._last_take = now
 
     # Dispatcher side
 
@@ -352,7 +435,8 @@ class FetchScheduler:
         counts = self.counts
         counts.requests += 1
         counts.peak_in_flight = max(counts.peak_in_flight, self._in_flight)
-        counts.peak_fills_held = max(counts.peak_fills_held, self._budget.total)
+        budget = self._budget
+        counts.peak_fills_held = max(counts.peak_fills_held, budget.in_flight + budget.waiting)
         if job.state is JobState.PENDING:
             job.data_clock = self._data_clock
         return job
@@ -399,12 +483,37 @@ class FetchScheduler:
             if len(job.order) == 1 and job.state is JobState.PENDING and page.total is not None:
                 self.first_totals[job.wallet] = (job.window, page.total, time.time())
             kept = len(page.rows) if cut is None else len(cut.kept)
-            self._budget.arrived(job, len(page.rows), kept)
-            if cut is None:
-                self._add_page(job, page)
-            else:
+            park = (
+                cut is None and kept > 0 and job is not self._head and self._budget.must_park(kept)
+            )
+            self._budget.arrived(job, len(page.rows), kept, parked=park)
+            if cut is not None:
                 self._replace(job, cut)
+                self._cond.notify_all()
+                return
+            if not park:
+                self._add_page(job, page.rows)
+                self._cond.notify_all()
+                return
+            self.counts.peak_fills_parked = max(self.counts.peak_fills_parked, self._budget.parked)
+        # Written outside the lock; the job sends no request until its page is added.
+        rows: Rows | Parked = self._park(page.rows)
+        with self._cond:
+            if not isinstance(rows, Parked):
+                self._budget.unparked(len(rows))
+            self._add_page(job, rows)
             self._cond.notify_all()
+
+    def _park(self, rows: Rows) -> Rows | Parked:
+        """`rows` on disk, or in memory still when the disk refuses (then never again)."""
+        try:
+            return self._spool.park(rows)
+        except OSError as exc:
+            with self._cond:
+                if self._budget.max_parked:
+                    self._budget.max_parked = 0
+                    self._logger.warning("Parking pages on disk failed, so none are: %s", exc)
+            return rows
 
     def _see(self, job: WindowJob, newest: int | None) -> None:
         """Raise the run's and the job's data clocks (a dropped page counts too)."""
@@ -415,9 +524,9 @@ class FetchScheduler:
         if job.data_clock is None or newest > job.data_clock:
             job.data_clock = newest
 
-    def _add_page(self, job: WindowJob, page: Page) -> None:
-        if page.rows:
-            job.pages.append(page.rows)
+    def _add_page(self, job: WindowJob, rows: Rows | Parked) -> None:
+        if len(rows):
+            job.pages.append(rows)
         if job.paginator.finished:
             job.state = JobState.DONE
         else:

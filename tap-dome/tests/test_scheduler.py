@@ -257,7 +257,12 @@ def test_memory_is_bounded_by_the_budget_not_by_the_wallet() -> None:
         with DomeSimulator(dataset=dataset, api_key="k") as sim:
             end = int(time.time())
             scheduler = _scheduler(
-                sim, end, page_size=100, rates=(10_000, 100_000), max_buffered_fills=2_000
+                sim,
+                end,
+                page_size=100,
+                rates=(10_000, 100_000),
+                max_buffered_fills=2_000,
+                max_parked_fills=0,  # memory alone (parking: the tests below)
             )
             result = _consume(scheduler, sim.wallets, timeout=90, per_page=0.002)
         _assert_exact(sim, result, end)
@@ -265,6 +270,57 @@ def test_memory_is_bounded_by_the_budget_not_by_the_wallet() -> None:
     small, big = peaks
     assert big <= 2_000 + 2 * 100  # the budget, plus the page the head may always fetch
     assert big <= 1.15 * small
+
+
+@pytest.fixture(scope="module")
+def slow_chains() -> Any:
+    # Under latency the consumer waits on its head slice's chain while the other chains run
+    # ahead: their pages are parked on disk instead of stopping the fetching.
+    dataset = Dataset.custom([WalletSpec(20_000, span=100 * 86400), 40, 3], seed=21)
+    with DomeSimulator(dataset=dataset, api_key="k", latency=(0.03, 0.03)) as sim:
+        yield sim
+
+
+def test_pages_waiting_behind_the_head_chain_are_parked_on_disk(
+    slow_chains: DomeSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim = slow_chains
+    end = int(time.time())
+    scheduler = _scheduler(
+        sim, end, page_size=100, rates=(10_000, 100_000), max_buffered_fills=2_000
+    )
+    with caplog.at_level(logging.INFO, logger=LOG.name):
+        result = _consume(scheduler, sim.wallets, timeout=90)
+    _assert_exact(sim, result, end)
+    counts = scheduler.counts
+    assert counts.peak_fills_parked > 2_000, "nothing ran ahead onto disk"
+    # Memory stays within the budget, plus the page the head may always fetch.
+    assert counts.peak_fills_held <= 2_000 + 2 * 100
+    closing = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Fetching:")]
+    assert closing
+    assert "pages parked on disk" in closing[-1]
+    assert " 0 pages parked" not in closing[-1]
+
+
+def test_a_disk_that_cannot_hold_pages_keeps_them_in_memory(
+    slow_chains: DomeSimulator, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim = slow_chains
+    end = int(time.time())
+    scheduler = _scheduler(
+        sim,
+        end,
+        page_size=100,
+        rates=(10_000, 100_000),
+        max_buffered_fills=2_000,
+        spool_directory=str(tmp_path / "not-there"),
+    )
+    with caplog.at_level(logging.INFO, logger=LOG.name):
+        result = _consume(scheduler, sim.wallets, timeout=90)
+    _assert_exact(sim, result, end)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len([w for w in warnings if w.startswith("Parking pages on disk failed")]) == 1
+    assert scheduler.counts.peak_fills_held <= 2_000 + 2 * 100
 
 
 def test_in_flight_follows_the_rate_and_the_observed_latency() -> None:

@@ -1,0 +1,76 @@
+"""Pages parked on disk: read back byte for byte, in any order, files freed as they drain."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tap_dome.rows import Rows, split_rows
+from tap_dome.spool import Spool
+
+
+def _page(start: int, count: int, *, string_stamps: bool = False) -> Rows:
+    orders = [
+        {
+            "order_id": f"o{i}",
+            "timestamp": str(1_700_000_000 + i) if string_stamps else 1_700_000_000 + i,
+            "title": "é" * (i % 7),  # rows of different lengths, non-ASCII text
+        }
+        for i in range(start, start + count)
+    ]
+    rows, _ = split_rows(orjson.dumps({"orders": orders}), "orders")
+    return rows
+
+
+def _same(taken: Rows, parked: Rows) -> None:
+    assert [bytes(raw) for raw in taken.raw] == [bytes(raw) for raw in parked.raw]
+    assert list(taken.stamps) == list(parked.stamps)
+    assert list(taken.values) == list(parked.values)
+    assert taken.one_line == parked.one_line
+    assert taken.dicts() == parked.dicts()
+
+
+@pytest.mark.parametrize("string_stamps", [False, True], ids=["int-stamps", "string-stamps"])
+def test_a_parked_page_reads_back_as_it_was(tmp_path: Path, string_stamps: bool) -> None:
+    spool = Spool(str(tmp_path))
+    page = _page(0, 1000, string_stamps=string_stamps)
+    parked = spool.park(page)
+    assert len(parked) == 1000
+    taken = spool.take(parked)
+    _same(taken, page)
+    assert taken.newest() == 1_700_000_999
+    spool.close()
+
+
+def test_pages_taken_out_of_order_and_segments_freed(tmp_path: Path) -> None:
+    # Tiny segments: each holds a page or two, and is closed once all of its pages are read.
+    spool = Spool(str(tmp_path), segment_bytes=30_000)
+    pages = [_page(i * 300, 300) for i in range(12)]
+    parked = [spool.park(page) for page in pages]
+    assert spool.pages_parked == 12
+    assert spool.open_segments > 3
+    assert spool.peak_bytes == sum(sum(len(raw) for raw in page.raw) for page in pages)
+    for index in [*range(1, 12, 2), *range(0, 12, 2)]:  # odd pages first, then even
+        _same(spool.take(parked[index]), pages[index])
+    # The segment still being appended to may stay open; every full one is closed.
+    assert spool.open_segments <= 1
+    spool.close()
+    assert spool.open_segments == 0
+
+
+def test_parked_files_are_anonymous(tmp_path: Path) -> None:
+    # Nothing to clean up after a crash: the files have no name in the directory.
+    spool = Spool(str(tmp_path))
+    spool.park(_page(0, 500))
+    assert os.listdir(tmp_path) == []
+    spool.close()
+
+
+def test_a_missing_directory_refuses_the_page(tmp_path: Path) -> None:
+    spool = Spool(str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError):
+        spool.park(_page(0, 10))
+    assert spool.open_segments == 0
