@@ -34,7 +34,7 @@ SECONDS = [f"{second:02d}Z" for second in range(60)]
 # names passes through `build` untouched, so any value will do.
 SPLICE_TYPES: dict[str, Any] = {
     "timestamp": int,
-    "tx_hash": msgspec.Raw,  # its JSON text: checked to be a plain string, then lowercased
+    "tx_hash": str,  # spliced only when ASCII letters and digits (`_spliceable`)
     "log_index": int,
     "token_id": str | None,
     "shares": int | None,
@@ -156,23 +156,27 @@ class RecordBuilder:
         end = tail + b"\n"
         parts: list[Any] = []
         add = parts.append
-        splice = self._spliceable if rows.one_line else None
+        splice = self._splice.decode if self._splice is not None and rows.one_line else None
+        invalid = msgspec.ValidationError
         after_id = f'","wallet":{orjson.dumps(wallet).decode()},"{self._time_field}":"'
-        key = b',"%s":' % self._key.encode()
+        key = f',"{self._key}":"'
         iso = self.iso
         for raw in rows.raw:
-            row = splice(raw) if splice is not None else None
-            if row is not None:
-                see(row.condition_id)
-                add(head)
-                add(memoryview(raw)[:-1])  # the object without its closing brace
-                add(key)
-                add(row.tx_hash[:-1].lower())  # the opening quote and the hash
-                add(
-                    f':{row.log_index}{after_id}{iso(row.timestamp)}","extra_fields":null}}'.encode()
-                )
-                add(end)
-                continue
+            if splice is not None:  # inline, not a call of `_spliceable`: this runs per row
+                try:
+                    row = splice(raw)
+                except invalid:
+                    row = None
+                if row is not None and (tx := row.tx_hash).isascii() and tx.isalnum():
+                    see(row.condition_id)
+                    add(head)
+                    add(memoryview(raw)[:-1])  # the object without its closing brace
+                    add(
+                        f"{key}{tx.lower()}:{row.log_index}{after_id}"
+                        f'{iso(row.timestamp)}","extra_fields":null}}'.encode()
+                    )
+                    add(end)
+                    continue
             record = self.build(loads(memoryview(raw)), wallet)
             see(record.get("condition_id"))
             add(head)
@@ -185,11 +189,11 @@ class RecordBuilder:
         return self._spliceable(raw) is not None
 
     def _spliceable(self, raw: msgspec.Raw) -> Any:
-        """The row decoded (`tx_hash` as bytes) when its text can be spliced, else None.
+        """The row decoded when its text can be spliced, else None.
 
         That is: it has the types `build` would give it and no field outside the schema,
-        and its `tx_hash` is an ASCII JSON string without escapes, so the text between the
-        quotes is the hash and lowercasing the bytes lowercases the hash.
+        and its `tx_hash` is ASCII letters and digits only, so it needs no escaping in
+        `order_id`. `lines` inlines this.
         """
         if self._splice is None:
             return None
@@ -197,11 +201,8 @@ class RecordBuilder:
             row = self._splice.decode(raw)
         except msgspec.ValidationError:
             return None
-        tx_hash = bytes(row.tx_hash)
-        if tx_hash[:1] != b'"' or len(tx_hash) < 3 or not tx_hash.isascii() or b"\\" in tx_hash:
-            return None
-        row.tx_hash = tx_hash
-        return row
+        tx_hash = row.tx_hash
+        return row if tx_hash.isascii() and tx_hash.isalnum() else None
 
     def build_page(self, fills: list[dict[str, Any]], wallet: str) -> list[dict[str, Any]]:
         """`build` for every fill of a page (one call per page keeps the loop tight)."""

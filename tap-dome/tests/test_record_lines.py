@@ -89,6 +89,9 @@ ODD_ROWS: list[tuple[str, dict[str, Any]]] = [
     ("no log index", {"log_index": None}),
     ("upper-case tx hash", {"tx_hash": "0xABCDEF" + "0" * 58}),
     ("non-ASCII in the tx hash", {"tx_hash": "0xÉ" + "0" * 63}),
+    ("a quote in the tx hash", {"tx_hash": '0x"' + "0" * 63}),
+    ("a space in the tx hash", {"tx_hash": "0x 0" + "0" * 62}),
+    ("a tx hash that is a number", {"tx_hash": 1234}),
     ("a field outside the schema", {"fee_rate_bps": 12}),
     ("a field named like one the tap adds", {"wallet": "0x" + "cd" * 20}),
     ("an order_id of its own", {"order_id": "x"}),
@@ -131,6 +134,19 @@ def test_odd_rows_give_the_same_record_either_way(case: str, changes: dict[str, 
     assert builder.splices(rows.raw[1])  # the plain row beside it is spliced
     if case == "plain":
         assert builder.splices(rows.raw[0])
+
+
+def test_an_escaped_tx_hash_gives_the_same_record_either_way() -> None:
+    # JSON may spell any character as \\uXXXX; the order_id is built from the decoded hash.
+    builder = RecordBuilder(_known("orders"))
+    plain = orjson.dumps({"orders": [_fill(tx_hash="0xAB" + "0" * 62)]})
+    body = plain.replace(b'"0xAB', b'"0x\\u0041B', 1)
+    assert body != plain
+    rows, _ = split_rows(body, "orders")
+    assert builder.splices(rows.raw[0])
+    (record,) = _spliced(builder, rows, WALLET)
+    assert record == _expected(builder, rows, WALLET)[0]
+    assert record["order_id"].startswith("0xab000")
 
 
 def test_a_pretty_printed_page_is_re_encoded_one_line_per_record() -> None:
