@@ -133,13 +133,16 @@ class RecordBuilder:
     def iso(self, ts: int) -> str:
         """`ts` as an RFC 3339 UTC string: the date from a cache, the time from tables."""
         day, second = divmod(ts, 86400)
-        date = self._days.get(day)
-        if date is None:
-            if len(self._days) >= DATE_CACHE_SIZE:
-                self._days.clear()
-            date = self._days[day] = time.strftime("%Y-%m-%dT", time.gmtime(day * 86400))
+        date = self._days.get(day) or self._date(day)
         minute, second = divmod(second, 60)
         return date + MINUTES_OF_DAY[minute] + SECONDS[second]
+
+    def _date(self, day: int) -> str:
+        """The "YYYY-MM-DDT" of a Unix day, cached (`lines` inlines `iso`, this included)."""
+        if len(self._days) >= DATE_CACHE_SIZE:
+            self._days.clear()
+        date = self._days[day] = time.strftime("%Y-%m-%dT", time.gmtime(day * 86400))
+        return date
 
     def lines(
         self,
@@ -151,37 +154,47 @@ class RecordBuilder:
         tail: bytes = b"",
     ) -> bytes:
         """One line per row, `head` + record + `tail` (a RECORD message's envelope, or
-        nothing in a batch file); the rows' `condition_id` values are added to `seen`."""
+        nothing in a batch file); the rows' `condition_id` values are added to `seen`.
+
+        The output is built as [head, row 1, its end + the next head, row 2, ...]: two
+        parts a row, the last one's head cut off.
+        """
         loads, encode, see = orjson.loads, encoder.encode, seen.add
-        end = tail + b"\n"
-        parts: list[Any] = []
+        joint = tail + b"\n" + head  # between one record and the next
+        parts: list[Any] = [head]
         add = parts.append
         splice = self._splice.decode if self._splice is not None and rows.one_line else None
         invalid = msgspec.ValidationError
-        after_id = f'","wallet":{orjson.dumps(wallet).decode()},"{self._time_field}":"'
         key = f',"{self._key}":"'
-        iso = self.iso
+        after_id = f'","wallet":{orjson.dumps(wallet).decode()},"{self._time_field}":"'
+        # What follows the time, through the next line's head (JSON text, so UTF-8).
+        after_time = '","extra_fields":null}' + joint.decode()
+        days, date_of, minutes, seconds = self._days, self._date, MINUTES_OF_DAY, SECONDS
         for raw in rows.raw:
             if splice is not None:  # inline, not a call of `_spliceable`: this runs per row
                 try:
                     row = splice(raw)
                 except invalid:
                     row = None
-                if row is not None and (tx := row.tx_hash).isascii() and tx.isalnum():
+                if row is not None and (tx := row.tx_hash).isascii() and tx.encode().isalnum():
                     see(row.condition_id)
-                    add(head)
+                    day, second = divmod(row.timestamp, 86400)
+                    minute, second = divmod(second, 60)
                     add(memoryview(raw)[:-1])  # the object without its closing brace
                     add(
                         f"{key}{tx.lower()}:{row.log_index}{after_id}"
-                        f'{iso(row.timestamp)}","extra_fields":null}}'.encode()
+                        f"{days.get(day) or date_of(day)}{minutes[minute]}{seconds[second]}"
+                        f"{after_time}".encode()
                     )
-                    add(end)
                     continue
             record = self.build(loads(memoryview(raw)), wallet)
             see(record.get("condition_id"))
-            add(head)
             add(encode(record))
-            add(end)
+            add(joint)
+        if len(parts) == 1:
+            return b""
+        if head:
+            parts[-1] = parts[-1][: len(parts[-1]) - len(head)]
         return b"".join(parts)
 
     def splices(self, raw: msgspec.Raw) -> bool:
@@ -193,7 +206,8 @@ class RecordBuilder:
 
         That is: it has the types `build` would give it and no field outside the schema,
         and its `tx_hash` is ASCII letters and digits only, so it needs no escaping in
-        `order_id`. `lines` inlines this.
+        `order_id`. `lines` inlines this. (On ASCII text, `bytes.isalnum` gives the same
+        answer as `str.isalnum` in a third of the time.)
         """
         if self._splice is None:
             return None
@@ -202,7 +216,7 @@ class RecordBuilder:
         except msgspec.ValidationError:
             return None
         tx_hash = row.tx_hash
-        return row if tx_hash.isascii() and tx_hash.isalnum() else None
+        return row if tx_hash.isascii() and tx_hash.encode().isalnum() else None
 
     def build_page(self, fills: list[dict[str, Any]], wallet: str) -> list[dict[str, Any]]:
         """`build` for every fill of a page (one call per page keeps the loop tight)."""
