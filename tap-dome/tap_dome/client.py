@@ -10,7 +10,7 @@ state or an error message.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
@@ -20,21 +20,27 @@ from tap_dome.fetch import FetchStats, PageFetcher
 from tap_dome.page import Page, parse_page
 from tap_dome.pagination import PageToken
 from tap_dome.ratelimit import RateLimiter
+from tap_dome.rows import TypedDecoder
 from tap_dome.settings import RunSettings
 from tap_dome.windows import Window
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A Dome list endpoint: its path, the key of its rows, and the key of its count."""
+    """A Dome list endpoint: its path, the key of its rows, and the key of its count.
+
+    `typed_rows`: how a stream that splices rows decodes a page's rows (records.TypedRows),
+    set on the stream's own copy (`dataclasses.replace`).
+    """
 
     path: str
     rows_field: str
     count_field: str
+    typed_rows: TypedDecoder | None = field(default=None, compare=False)
 
     def parse(self, body: bytes) -> Page:
         """One page of this endpoint; ValueError when the body is not a complete page."""
-        return parse_page(body, self.rows_field, self.count_field)
+        return parse_page(body, self.rows_field, self.count_field, self.typed_rows)
 
 
 ORDERS = Endpoint("/polymarket/orders", rows_field="orders", count_field="total")

@@ -7,7 +7,7 @@ from typing import Any
 
 import requests
 
-from tap_dome.rows import Rows, split_rows
+from tap_dome.rows import Rows, TypedDecoder, split_rows
 
 PAGE_ATTRIBUTE = "dome_page"
 
@@ -26,9 +26,14 @@ class Page:
     total: int | None
 
 
-def parse_page(body: bytes, rows_field: str = "orders", count_field: str = "total") -> Page:
+def parse_page(
+    body: bytes,
+    rows_field: str = "orders",
+    count_field: str = "total",
+    typed: TypedDecoder | None = None,
+) -> Page:
     """Parse a response body; raises ValueError when it is not a complete page."""
-    rows, pagination = split_rows(body, rows_field)
+    rows, pagination = split_rows(body, rows_field, typed)
     pagination = pagination or {}
     if not isinstance(pagination, dict):
         raise ValueError("response `pagination` is not an object")

@@ -7,7 +7,9 @@ Identities are documented in docs/contracts.md.
 Most rows need none of those conversions. `RecordBuilder.lines` checks each row's text
 against the types `build` would produce (one msgspec decode of the row into a typed struct)
 and, when they already hold, splices the text into the output line with the fields the tap
-adds, never building a dict. Any other row takes `build`, so both give the same record
+adds, never building a dict. The tap's fetch workers decode a page's rows into those
+structs in one call with the page (`TypedRows`), so `lines` parses no row again. Any other
+row takes `build`, so both give the same record
 (tap-dome/tests/test_record_lines.py compares them on every edge case the simulator
 serves).
 """
@@ -15,8 +17,12 @@ serves).
 from __future__ import annotations
 
 import hashlib
+import re
+import threading
 import time
 from collections.abc import Callable
+from itertools import repeat
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -43,6 +49,9 @@ SPLICE_TYPES: dict[str, Any] = {
     "block_number": int | None,
 }
 SPLICE_REQUIRED = frozenset({"timestamp", "tx_hash", "log_index"})
+# Fields outside the schema that TypedRows learns to recognise (so that a row carrying one
+# takes `build`, and the other rows of its page stay typed), at most this many per stream.
+MAX_LEARNED_FIELDS = 8
 
 
 def log_id(row: dict[str, Any], kind: str, fallback: Callable[[], list[str]]) -> str:
@@ -128,7 +137,9 @@ class RecordBuilder:
         self._identity = identity
         self._time_field = time_field
         self._days: dict[int, str] = {}  # "YYYY-MM-DDT" by Unix day
-        self._splice = _splice_decoder(known_fields, derived=(key, "wallet", time_field))
+        self._splice_fields = _splice_fields(known_fields, derived=(key, "wallet", time_field))
+        self._splice = _row_decoder(self._splice_fields)
+        self._typed: TypedRows | None = None
 
     def iso(self, ts: int) -> str:
         """`ts` as an RFC 3339 UTC string: the date from a cache, the time from tables."""
@@ -170,23 +181,30 @@ class RecordBuilder:
         # What follows the time, through the next line's head (JSON text, so UTF-8).
         after_time = '","extra_fields":null}' + joint.decode()
         days, date_of, minutes, seconds = self._days, self._date, MINUTES_OF_DAY, SECONDS
-        for raw in rows.raw:
-            if splice is not None:  # inline, not a call of `_spliceable`: this runs per row
-                try:
-                    row = splice(raw)
-                except invalid:
-                    row = None
-                if row is not None and (tx := row.tx_hash).isascii() and tx.encode().isalnum():
-                    see(row.condition_id)
-                    day, second = divmod(row.timestamp, 86400)
-                    minute, second = divmod(second, 60)
-                    add(memoryview(raw)[:-1])  # the object without its closing brace
-                    add(
-                        f"{key}{tx.lower()}:{row.log_index}{after_id}"
-                        f"{days.get(day) or date_of(day)}{minutes[minute]}{seconds[second]}"
-                        f"{after_time}".encode()
-                    )
-                    continue
+        typed = rows.typed if splice is not None else None
+        learned = self._typed.carries_learned(typed) if typed and self._typed else None
+        each = repeat(None) if typed is None else typed  # as many typed rows as rows
+        for raw, row in zip(rows.raw, each, strict=False):
+            # Inline, not a call of `_spliceable`: this runs per row.
+            if row is None:
+                if splice is not None:
+                    try:
+                        row = splice(raw)
+                    except invalid:
+                        row = None
+            elif learned is not None and learned(row):
+                row = None  # a field outside the schema: `build` moves it to extra_fields
+            if row is not None and (tx := row.tx_hash).isascii() and tx.encode().isalnum():
+                see(row.condition_id)
+                day, second = divmod(row.timestamp, 86400)
+                minute, second = divmod(second, 60)
+                add(memoryview(raw)[:-1])  # the object without its closing brace
+                add(
+                    f"{key}{tx.lower()}:{row.log_index}{after_id}"
+                    f"{days.get(day) or date_of(day)}{minutes[minute]}{seconds[second]}"
+                    f"{after_time}".encode()
+                )
+                continue
             record = self.build(loads(memoryview(raw)), wallet)
             see(record.get("condition_id"))
             add(encode(record))
@@ -196,6 +214,14 @@ class RecordBuilder:
         if head:
             parts[-1] = parts[-1][: len(parts[-1]) - len(head)]
         return b"".join(parts)
+
+    def typed_rows(self, rows_field: str) -> TypedRows | None:
+        """The page decoder whose typed rows `lines` splices from (None: no schema)."""
+        if self._splice_fields is None:
+            return None
+        if self._typed is None:
+            self._typed = TypedRows(self._splice_fields, rows_field)
+        return self._typed
 
     def splices(self, raw: msgspec.Raw) -> bool:
         """Whether `lines` writes this row's text as it came (else it takes `build`)."""
@@ -264,10 +290,11 @@ class RecordBuilder:
         return fill
 
 
-def _splice_decoder(
-    known_fields: frozenset[str], derived: tuple[str, ...]
-) -> msgspec.json.Decoder[Any] | None:
-    """A decoder that accepts exactly the rows `lines` may splice, or None (no schema).
+SpliceFields = list[tuple[str, Any] | tuple[str, Any, Any]]
+
+
+def _splice_fields(known_fields: frozenset[str], derived: tuple[str, ...]) -> SpliceFields | None:
+    """The fields of the rows `lines` may splice, with their types, or None (no schema).
 
     The fields the tap adds (`derived`, `extra_fields`) are not in it: a row that already
     carries one of them, like a row with a field outside the schema, takes `build`.
@@ -275,14 +302,107 @@ def _splice_decoder(
     names = known_fields - {*derived, "extra_fields"}
     if not known_fields or not names >= SPLICE_REQUIRED:
         return None
-    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    fields: SpliceFields = []
     for name in sorted(names):
         kind = SPLICE_TYPES.get(name, msgspec.Raw)
         if name == "condition_id":
             kind = Any  # read: the markets stream needs every condition id traded
         fields.append((name, kind) if name in SPLICE_REQUIRED else (name, kind, None))
+    return fields
+
+
+def _row_decoder(fields: SpliceFields | None) -> msgspec.json.Decoder[Any] | None:
+    """A decoder that accepts exactly the rows `lines` may splice (no other field)."""
+    if fields is None:
+        return None
     struct = msgspec.defstruct("SpliceRow", fields, kw_only=True, forbid_unknown_fields=True)
     return msgspec.json.Decoder(struct)
+
+
+class TypedRows:
+    """Decodes all the rows of a page at once into the structs `lines` splices from.
+
+    One call per page, in the worker that fetched it, instead of one per row in the
+    writer. A page fits when every row has the types `build` would give it; one row that
+    does not (a price as a string, say) sends the whole page to the per-row path (None).
+    A field outside the schema does not: the first page that carries it teaches this
+    decoder the field's name (up to MAX_LEARNED_FIELDS), and from then on only the rows
+    that carry it take `build`, which moves it into `extra_fields`. Shared by the fetch
+    workers; learning swaps the decoder under a lock.
+    """
+
+    def __init__(self, fields: SpliceFields, rows_field: str) -> None:
+        self._fields = fields
+        self._rows_field = rows_field
+        self._names = {name for name, *_ in fields}
+        self._learned: list[str] = []
+        self._lock = threading.Lock()
+        self._unknown = re.compile(
+            r"Object contains unknown field `(.+)` - at `\$\." + re.escape(rows_field) + r"\[\d+\]`"
+        )
+        # Per row type (one per decoder built): whether a row carries a learned field.
+        self._checks: dict[type, Callable[[Any], bool] | None] = {}
+        self._decoder = self._build()
+
+    def __call__(self, body: bytes) -> list[Any] | None:
+        """Every row of `body` decoded, or None when some row does not fit."""
+        while True:
+            decoder = self._decoder
+            try:
+                rows: list[Any] = getattr(decoder.decode(body), self._rows_field)
+                return rows
+            except msgspec.DecodeError as exc:  # ValidationError included
+                if not self._learn(str(exc), decoder):
+                    return None
+
+    @property
+    def learned(self) -> list[str]:
+        """The names learned so far, in order."""
+        return list(self._learned)
+
+    def carries_learned(self, typed: list[Any]) -> Callable[[Any], bool] | None:
+        """For rows decoded together: whether a row carries a learned field (None: no
+        field learned when they were decoded, so none does)."""
+        return self._checks.get(type(typed[0])) if typed else None
+
+    def _learn(self, message: str, seen_with: msgspec.json.Decoder[Any]) -> bool:
+        """Learn the unknown field `message` names; False when there is nothing to learn."""
+        match = self._unknown.fullmatch(message)
+        if match is None:
+            return False
+        with self._lock:
+            if self._decoder is not seen_with:
+                return True  # another worker learned meanwhile: try its decoder
+            name = match.group(1)
+            if name in self._names or len(self._learned) >= MAX_LEARNED_FIELDS:
+                return False
+            self._learned.append(name)
+            self._names.add(name)
+            self._decoder = self._build()
+            return True
+
+    def _build(self) -> msgspec.json.Decoder[Any]:
+        learned = {f"learned_{i}": name for i, name in enumerate(self._learned)}
+        absent = msgspec.UNSET
+        fields: SpliceFields = [*self._fields]
+        fields += [(attr, msgspec.Raw | msgspec.UnsetType, absent) for attr in learned]
+        row = msgspec.defstruct(
+            "TypedRow", fields, kw_only=True, forbid_unknown_fields=True, rename=learned
+        )
+        rows = list[row]  # type: ignore[valid-type]  # a type made at run time
+        page = msgspec.defstruct(f"TypedPage_{self._rows_field}", [(self._rows_field, rows)])
+        self._checks[row] = _carries(list(learned)) if learned else None
+        return msgspec.json.Decoder(page)
+
+
+def _carries(attrs: list[str]) -> Callable[[Any], bool]:
+    """Whether a typed row has any of `attrs` set (they are UNSET when absent)."""
+    absent = msgspec.UNSET
+    if len(attrs) == 1:
+        (attr,) = attrs
+        return lambda row: getattr(row, attr) is not absent
+    values, none = attrgetter(*attrs), (absent,) * len(attrs)
+    return lambda row: values(row) != none
 
 
 def _side(value: Any) -> tuple[str | None, str | None]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
+from dataclasses import replace
 from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any, ClassVar
@@ -78,11 +79,18 @@ class WalletWindowStream(StreamHooks):
             self.services.settings,
             wallets=wallets,
             client=self.services.client,
-            endpoint=self.endpoint,
+            endpoint=self._endpoint(),
             states=[(w, self.get_context_state({"wallet": w})) for w in wallets],
             replication_key=str(self.replication_key),
             logger=self.logger,
         )
+
+    def _endpoint(self) -> Endpoint:
+        """The endpoint, its pages decoded into typed rows when `lines` writes them."""
+        typed = self._builder.typed_rows(self.endpoint.rows_field)
+        if typed is None or not self.fast_path_applies(batch_ok=True):
+            return self.endpoint
+        return replace(self.endpoint, typed_rows=typed)
 
     @cached_property
     def _bulk_writer(self) -> BufferedMessageWriter | None:

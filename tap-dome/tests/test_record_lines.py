@@ -2,12 +2,15 @@
 
 `RecordBuilder.lines` writes most rows by splicing their JSON text (records.py). These
 tests hold it to the dict path, row by row: on every page the simulator serves for its
-edge-case wallets, and on rows crafted to need each conversion `build` makes.
+edge-case wallets, and on rows crafted to need each conversion `build` makes. Each runs
+both ways a page can come: its rows decoded one by one in `lines`, and decoded all at once
+with the page (`TypedRows`, as the tap's fetch workers do).
 """
 
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -16,7 +19,7 @@ import requests
 
 from dome_simulator import Dataset
 from tap_dome.page import parse_page
-from tap_dome.records import RecordBuilder, activity_id
+from tap_dome.records import MAX_LEARNED_FIELDS, RecordBuilder, activity_id
 from tap_dome.rows import Rows, split_rows
 from tap_harness import API_KEY, truth_ids
 
@@ -52,9 +55,14 @@ def _spliced(builder: RecordBuilder, rows: Rows, wallet: str) -> list[dict[str, 
     return records
 
 
-def test_simulated_pages_splice_to_the_records_build_makes(simulator_factory: Any) -> None:
+@pytest.mark.parametrize("typed", [False, True], ids=["rows one by one", "typed pages"])
+def test_simulated_pages_splice_to_the_records_build_makes(
+    simulator_factory: Any, typed: bool
+) -> None:
     sim = simulator_factory(Dataset.standard(page=100, large=600))
     builder = RecordBuilder(_known("orders"))
+    decoder = builder.typed_rows("orders") if typed else None
+    typed_pages = 0
     spliced = 0
     compared = 0
     ids: set[str] = set()
@@ -64,7 +72,8 @@ def test_simulated_pages_splice_to_the_records_build_makes(simulator_factory: An
         params: dict[str, Any] = {"user": wallet, "limit": 100}
         while True:
             body = session.get(f"{sim.base_url}/polymarket/orders", params=params).content
-            page = parse_page(body)
+            page = parse_page(body, typed=decoder)
+            typed_pages += page.rows.typed is not None
             records = _spliced(builder, page.rows, wallet)
             assert records == _expected(builder, page.rows, wallet)
             ids.update(r["order_id"] for r in records)
@@ -77,6 +86,9 @@ def test_simulated_pages_splice_to_the_records_build_makes(simulator_factory: An
     # schema, missing log_index, ...) are built.
     assert ids == truth_ids(sim)
     assert 0.5 * compared < spliced < compared
+    if decoder is not None:  # the simulator's field outside the schema is learned
+        assert typed_pages > 0
+        assert decoder.learned == ["fee_rate_bps"]
 
 
 ODD_ROWS: list[tuple[str, dict[str, Any]]] = [
@@ -125,15 +137,72 @@ def _fill(**changes: Any) -> dict[str, Any]:
     return {k: v for k, v in fill.items() if v is not None or k != "log_index"}
 
 
+# The odd rows whose page still decodes typed: their types fit, and a field outside the
+# schema (or one the tap adds) is learned rather than failing the page.
+TYPED_ODD_ROWS = {
+    "plain": [],
+    "upper-case tx hash": [],
+    "non-ASCII in the tx hash": [],
+    "a quote in the tx hash": [],
+    "a space in the tx hash": [],
+    "a field outside the schema": ["fee_rate_bps"],
+    "a field named like one the tap adds": ["wallet"],
+    "an order_id of its own": ["order_id"],
+    "extra_fields of its own": ["extra_fields"],
+    "unicode and quotes in the title": [],
+    "integer price": [],
+    "nulls": [],
+}
+
+
 @pytest.mark.parametrize(("case", "changes"), ODD_ROWS, ids=[c for c, _ in ODD_ROWS])
-def test_odd_rows_give_the_same_record_either_way(case: str, changes: dict[str, Any]) -> None:
+@pytest.mark.parametrize("typed", [False, True], ids=["rows one by one", "typed pages"])
+def test_odd_rows_give_the_same_record_either_way(
+    case: str, changes: dict[str, Any], typed: bool
+) -> None:
     builder = RecordBuilder(_known("orders"))
-    body = orjson.dumps({"orders": [_fill(**changes), _fill()], "pagination": {}})
-    rows, _ = split_rows(body, "orders")
+    decoder = builder.typed_rows("orders") if typed else None
+    body = orjson.dumps({"orders": [_fill(), _fill(**changes), _fill()], "pagination": {}})
+    rows, _ = split_rows(body, "orders", decoder)
     assert _spliced(builder, rows, WALLET) == _expected(builder, rows, WALLET)
-    assert builder.splices(rows.raw[1])  # the plain row beside it is spliced
+    assert builder.splices(rows.raw[0])  # the plain rows beside it are spliced
     if case == "plain":
-        assert builder.splices(rows.raw[0])
+        assert builder.splices(rows.raw[1])
+    if decoder is not None:
+        assert (rows.typed is not None) == (case in TYPED_ODD_ROWS)
+        assert decoder.learned == TYPED_ODD_ROWS.get(case, decoder.learned)
+        assert rows.stamps == [int(float(v)) for v in rows.values]
+
+
+def test_typed_pages_learn_a_few_fields_outside_the_schema_then_stop() -> None:
+    builder = RecordBuilder(_known("orders"))
+    decoder = builder.typed_rows("orders")
+    assert decoder is not None
+    names = [f"new_field_{i}" for i in range(MAX_LEARNED_FIELDS + 1)]
+    body = orjson.dumps({"orders": [_fill(**{name: i}) for i, name in enumerate(names)]})
+    rows, _ = split_rows(body, "orders", decoder)
+    assert rows.typed is None  # one field too many: the page takes the per-row path
+    assert decoder.learned == names[:MAX_LEARNED_FIELDS]
+    records = _spliced(builder, rows, WALLET)
+    assert records == _expected(builder, rows, WALLET)
+    assert [r["extra_fields"] for r in records] == [{n: i} for i, n in enumerate(names)]
+    # A page with the learned fields only decodes typed; their rows are built, the rest spliced.
+    body = orjson.dumps({"orders": [_fill(new_field_3=1), _fill(), _fill(new_field_0=None)]})
+    rows, _ = split_rows(body, "orders", decoder)
+    assert rows.typed is not None
+    records = _spliced(builder, rows, WALLET)
+    assert records == _expected(builder, rows, WALLET)
+    assert [r["extra_fields"] for r in records] == [{"new_field_3": 1}, None, {"new_field_0": None}]
+
+
+def test_typed_rows_follow_the_rows_kept_at_a_window_edge() -> None:
+    builder = RecordBuilder(_known("orders"))
+    body = orjson.dumps({"orders": [_fill(timestamp=t, log_index=t) for t in (5, 6, 7, 8)]})
+    rows, _ = split_rows(body, "orders", builder.typed_rows("orders"))
+    kept = rows.where(lambda stamp: stamp % 2 == 0)
+    assert kept.typed is not None
+    assert [row.log_index for row in kept.typed] == [6, 8]
+    assert [r["order_id"].split(":")[1] for r in _spliced(builder, kept, WALLET)] == ["6", "8"]
 
 
 def test_an_escaped_tx_hash_gives_the_same_record_either_way() -> None:
@@ -189,3 +258,19 @@ def test_bodies_that_are_not_pages_are_refused() -> None:
     rows, _ = split_rows(b'{"orders": [{"timestamp": "soon"}]}', "orders")
     with pytest.raises(ValueError, match="'soon'"):
         rows.newest()
+
+
+def test_fetch_workers_learn_fields_side_by_side() -> None:
+    # The fetch workers share one decoder; each learns what its pages carry, once.
+    builder = RecordBuilder(_known("orders"))
+    decoder = builder.typed_rows("orders")
+    assert decoder is not None
+    bodies = [orjson.dumps({"orders": [_fill(), _fill(**{f"f{i}": i})]}) for i in range(4)]
+
+    def work(body: bytes) -> list[int]:
+        return [len(decoder(body) or []) for _ in range(200)]
+
+    with ThreadPoolExecutor(4) as pool:
+        counts = list(pool.map(work, bodies))
+    assert counts == [[2] * 200] * 4  # every page decoded typed, every time
+    assert sorted(decoder.learned) == ["f0", "f1", "f2", "f3"]
