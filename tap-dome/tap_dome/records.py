@@ -180,32 +180,40 @@ class RecordBuilder:
         after_id = f'","wallet":{orjson.dumps(wallet).decode()},"{self._time_field}":"'
         # What follows the time, through the next line's head (JSON text, so UTF-8).
         after_time = '","extra_fields":null}' + joint.decode()
+        rest = "}" + joint.decode()
+
+        def after_time_with(extra: str) -> str:
+            return f'","extra_fields":{extra}{rest}'
+
         days, date_of, minutes, seconds = self._days, self._date, MINUTES_OF_DAY, SECONDS
         typed = rows.typed if splice is not None else None
         learned = self._typed.carries_learned(typed) if typed and self._typed else None
         each = repeat(None) if typed is None else typed  # as many typed rows as rows
-        for raw, row in zip(rows.raw, each, strict=False):
+        text: Any
+        for text, row in zip(rows.raw, each, strict=False):
+            extra = None  # the JSON object of a row's fields outside the schema, if any
             # Inline, not a call of `_spliceable`: this runs per row.
             if row is None:
                 if splice is not None:
                     try:
-                        row = splice(raw)
+                        row = splice(text)
                     except invalid:
                         row = None
             elif learned is not None and learned(row):
-                row = None  # a field outside the schema: `build` moves it to extra_fields
+                moved = self._moved(text, row)  # fields outside the schema: cut them out
+                text, row, extra = (text, None, None) if moved is None else moved
             if row is not None and (tx := row.tx_hash).isascii() and tx.encode().isalnum():
                 see(row.condition_id)
                 day, second = divmod(row.timestamp, 86400)
                 minute, second = divmod(second, 60)
-                add(memoryview(raw)[:-1])  # the object without its closing brace
+                add(memoryview(text)[:-1])  # the object without its closing brace
                 add(
                     f"{key}{tx.lower()}:{row.log_index}{after_id}"
                     f"{days.get(day) or date_of(day)}{minutes[minute]}{seconds[second]}"
-                    f"{after_time}".encode()
+                    f"{after_time if extra is None else after_time_with(extra)}".encode()
                 )
                 continue
-            record = self.build(loads(memoryview(raw)), wallet)
+            record = self.build(loads(memoryview(text)), wallet)
             see(record.get("condition_id"))
             add(encode(record))
             add(joint)
@@ -214,6 +222,44 @@ class RecordBuilder:
         if head:
             parts[-1] = parts[-1][: len(parts[-1]) - len(head)]
         return b"".join(parts)
+
+    def _moved(self, raw: msgspec.Raw, row: Any) -> tuple[bytes, Any, str] | None:
+        """A typed row that carries learned fields, made spliceable: its text with those
+        members cut out, the row decoded again from that text, and the members as the JSON
+        object `extra_fields` gets. None when that cannot be shown safe (`build` then).
+
+        Safe means: each member is found exactly once, as `"name":value` right after `{` or
+        `,` (never inside a string, where a quote is escaped), and the text left decodes with
+        no field outside the schema, which proves the member cut was the row's own.
+        """
+        if self._typed is None or self._splice is None:
+            return None
+        text = bytes(raw)
+        members = []
+        absent = msgspec.UNSET
+        for attr, name, key in self._typed.learned_keys(row):
+            value = getattr(row, attr)
+            if value is absent:
+                continue
+            if name in self._known:  # a field the tap adds: `build` sets it
+                return None
+            member = key + b":" + bytes(value)
+            at = text.find(member)
+            end = at + len(member)
+            if at <= 0 or text.find(member, at + 1) >= 0:
+                return None
+            if text[at - 1] == 0x2C:  # ","
+                text = text[: at - 1] + text[end:]
+            elif text[at - 1] == 0x7B and text[end] == 0x2C:  # "{" ... ","
+                text = text[:at] + text[end + 1 :]
+            else:
+                return None
+            members.append(member)
+        try:
+            again = self._splice.decode(text)
+        except msgspec.ValidationError:
+            return None
+        return text, again, (b"{" + b",".join(members) + b"}").decode()
 
     def typed_rows(self, rows_field: str) -> TypedRows | None:
         """The page decoder whose typed rows `lines` splices from (None: no schema)."""
@@ -340,8 +386,10 @@ class TypedRows:
         self._unknown = re.compile(
             r"Object contains unknown field `(.+)` - at `\$\." + re.escape(rows_field) + r"\[\d+\]`"
         )
-        # Per row type (one per decoder built): whether a row carries a learned field.
+        # Per row type (one per decoder built): whether a row carries a learned field, and
+        # each learned field as (attribute, name, the name as JSON text).
         self._checks: dict[type, Callable[[Any], bool] | None] = {}
+        self._keys: dict[type, list[tuple[str, str, bytes]]] = {}
         self._decoder = self._build()
 
     def __call__(self, body: bytes) -> list[Any] | None:
@@ -364,6 +412,10 @@ class TypedRows:
         """For rows decoded together: whether a row carries a learned field (None: no
         field learned when they were decoded, so none does)."""
         return self._checks.get(type(typed[0])) if typed else None
+
+    def learned_keys(self, row: Any) -> list[tuple[str, str, bytes]]:
+        """The learned fields of `row`'s type: (attribute, name, the name as JSON text)."""
+        return self._keys.get(type(row), [])
 
     def _learn(self, message: str, seen_with: msgspec.json.Decoder[Any]) -> bool:
         """Learn the unknown field `message` names; False when there is nothing to learn."""
@@ -392,6 +444,7 @@ class TypedRows:
         rows = list[row]  # type: ignore[valid-type]  # a type made at run time
         page = msgspec.defstruct(f"TypedPage_{self._rows_field}", [(self._rows_field, rows)])
         self._checks[row] = _carries(list(learned)) if learned else None
+        self._keys[row] = [(attr, name, orjson.dumps(name)) for attr, name in learned.items()]
         return msgspec.json.Decoder(page)
 
 

@@ -274,3 +274,48 @@ def test_fetch_workers_learn_fields_side_by_side() -> None:
         counts = list(pool.map(work, bodies))
     assert counts == [[2] * 200] * 4  # every page decoded typed, every time
     assert sorted(decoder.learned) == ["f0", "f1", "f2", "f3"]
+
+
+def _row_texts(rows: list[dict[str, Any]]) -> bytes:
+    """A page whose prices are written `0.250`: a spliced row keeps that text, a built one
+    is re-encoded as `0.25`, so the output tells the two paths apart."""
+    return orjson.dumps({"orders": rows}).replace(b'"price":0.25', b'"price":0.250')
+
+
+def test_rows_with_a_learned_field_are_spliced_with_it_moved_to_extra_fields() -> None:
+    builder = RecordBuilder(_known("orders"))
+    decoder = builder.typed_rows("orders")
+    title_object = {"fee_rate_bps": 7}  # the same member nested in a known field's value
+    cases: list[tuple[dict[str, Any], bool]] = [
+        ({"fee_rate_bps": 12}, True),  # an API field the schema lacks, after the others
+        ({"fee_rate_bps": [1, {"a": "b"}], "fee_note": "x"}, True),  # two, one structured
+        ({"wallet": "0x" + "cd" * 20}, False),  # a field the tap adds: build overwrites it
+        ({"fee_rate_bps": 7, "title": title_object}, False),  # found twice: not cut
+    ]
+    first = dict(fee_rate_bps=3, **_fill())  # the unknown field first in the object
+    body = _row_texts(
+        [first] + [_fill(**changes, log_index=i) for i, (changes, _) in enumerate(cases)]
+    )
+    rows, _ = split_rows(body, "orders", decoder)
+    assert rows.typed is not None
+    text = builder.lines(rows, WALLET, set(), head=HEAD, tail=TAIL)
+    lines = text.splitlines()
+    spliced = [b'"price":0.250' in line for line in lines]
+    assert spliced == [True] + [expect for _, expect in cases]
+    records = _spliced(builder, rows, WALLET)
+    assert records == _expected(builder, rows, WALLET)
+    assert records[0]["extra_fields"] == {"fee_rate_bps": 3}
+    assert records[2]["extra_fields"] == {"fee_rate_bps": [1, {"a": "b"}], "fee_note": "x"}
+    assert all("fee_rate_bps" not in r for r in records)
+
+
+def test_a_learned_field_spelled_with_an_escape_is_built() -> None:
+    builder = RecordBuilder(_known("orders"))
+    decoder = builder.typed_rows("orders")
+    split_rows(orjson.dumps({"orders": [_fill(fee_rate_bps=1)]}), "orders", decoder)
+    body = _row_texts([_fill(fee_rate_bps=2)]).replace(b'"fee_rate_bps"', b'"fee\\u005frate_bps"')
+    rows, _ = split_rows(body, "orders", decoder)
+    assert rows.typed is not None
+    (line,) = builder.lines(rows, WALLET, set()).splitlines()
+    assert b'"price":0.25,' in line  # built: the member could not be found as written
+    assert orjson.loads(line)["extra_fields"] == {"fee_rate_bps": 2}
