@@ -189,19 +189,22 @@ class RecordBuilder:
         typed = rows.typed if splice is not None else None
         learned = self._typed.carries_learned(typed) if typed and self._typed else None
         each = repeat(None) if typed is None else typed  # as many typed rows as rows
-        text: Any
-        for text, row in zip(rows.raw, each, strict=False):
-            extra = None  # the JSON object of a row's fields outside the schema, if any
+        text: Any  # what is spliced: the row's text, or that text with fields cut out
+        for raw, row in zip(rows.raw, each, strict=False):
+            text, extra = raw, None  # extra: a JSON object of fields outside the schema
             # Inline, not a call of `_spliceable`: this runs per row.
             if row is None:
                 if splice is not None:
                     try:
-                        row = splice(text)
+                        row = splice(raw)
                     except invalid:
                         row = None
             elif learned is not None and learned(row):
-                moved = self._moved(text, row)  # fields outside the schema: cut them out
-                text, row, extra = (text, None, None) if moved is None else moved
+                moved = self._moved(raw, row)  # fields outside the schema: cut them out
+                if moved is None:
+                    row = None
+                else:
+                    text, row, extra = moved
             if row is not None and (tx := row.tx_hash).isascii() and tx.encode().isalnum():
                 see(row.condition_id)
                 day, second = divmod(row.timestamp, 86400)
@@ -213,7 +216,7 @@ class RecordBuilder:
                     f"{after_time if extra is None else after_time_with(extra)}".encode()
                 )
                 continue
-            record = self.build(loads(memoryview(text)), wallet)
+            record = self.build(loads(memoryview(raw)), wallet)
             see(record.get("condition_id"))
             add(encode(record))
             add(joint)

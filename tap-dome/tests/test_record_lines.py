@@ -291,6 +291,7 @@ def test_rows_with_a_learned_field_are_spliced_with_it_moved_to_extra_fields() -
         ({"fee_rate_bps": [1, {"a": "b"}], "fee_note": "x"}, True),  # two, one structured
         ({"wallet": "0x" + "cd" * 20}, False),  # a field the tap adds: build overwrites it
         ({"fee_rate_bps": 7, "title": title_object}, False),  # found twice: not cut
+        ({"fee_rate_bps": 5, "tx_hash": '0x"' + "0" * 63}, False),  # cut, but its id needs escapes
     ]
     first = dict(fee_rate_bps=3, **_fill())  # the unknown field first in the object
     body = _row_texts(
@@ -306,6 +307,7 @@ def test_rows_with_a_learned_field_are_spliced_with_it_moved_to_extra_fields() -
     assert records == _expected(builder, rows, WALLET)
     assert records[0]["extra_fields"] == {"fee_rate_bps": 3}
     assert records[2]["extra_fields"] == {"fee_rate_bps": [1, {"a": "b"}], "fee_note": "x"}
+    assert records[5]["extra_fields"] == {"fee_rate_bps": 5}
     assert all("fee_rate_bps" not in r for r in records)
 
 
