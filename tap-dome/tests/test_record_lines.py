@@ -226,10 +226,12 @@ def test_a_pretty_printed_page_is_re_encoded_one_line_per_record() -> None:
     assert _spliced(builder, rows, WALLET) == _expected(builder, rows, WALLET)
 
 
-def test_activity_rows_splice_with_their_own_key_and_time() -> None:
+@pytest.mark.parametrize("typed", [False, True], ids=["rows one by one", "typed pages"])
+def test_activity_rows_splice_with_their_own_key_and_time(typed: bool) -> None:
     builder = RecordBuilder(
         _known("activity"), key="activity_id", identity=activity_id, time_field="occurred_at"
     )
+    decoder = builder.typed_rows("activities") if typed else None
     row = {
         "side": "REDEEM",
         "condition_id": "0xc0",
@@ -238,7 +240,8 @@ def test_activity_rows_splice_with_their_own_key_and_time() -> None:
         "log_index": 9,
         "timestamp": 1_700_000_000,
     }
-    rows, _ = split_rows(orjson.dumps({"activities": [row]}), "activities")
+    rows, _ = split_rows(orjson.dumps({"activities": [row]}), "activities", decoder)
+    assert (rows.typed is not None) == typed
     assert builder.splices(rows.raw[0])
     seen: set[Any] = set()
     (record,) = (orjson.loads(line) for line in builder.lines(rows, WALLET, seen).splitlines())
