@@ -168,7 +168,9 @@ class RecordBuilder:
         nothing in a batch file); the rows' `condition_id` values are added to `seen`.
 
         The output is built as [head, row 1, its end + the next head, row 2, ...]: two
-        parts a row, the last one's head cut off.
+        parts a row, the last one's head cut off. A typed row (`TypedRows`) is spliced as
+        decoded with its page; one that carries fields outside the schema is spliced with
+        them cut out of its text and written into `extra_fields` (`_moved`).
         """
         loads, encode, see = orjson.loads, encoder.encode, seen.add
         joint = tail + b"\n" + head  # between one record and the next
@@ -253,7 +255,7 @@ class RecordBuilder:
                 return None
             if text[at - 1] == 0x2C:  # ","
                 text = text[: at - 1] + text[end:]
-            elif text[at - 1] == 0x7B and text[end] == 0x2C:  # "{" ... ","
+            elif text[at - 1] == 0x7B and end < len(text) and text[end] == 0x2C:  # "{" ... ","
                 text = text[:at] + text[end + 1 :]
             else:
                 return None
