@@ -33,11 +33,11 @@ class Rows:
 
     `one_line` says the text holds no line break, so a row can be spliced into a JSON
     Lines file as it is (an API that pretty-prints its JSON gets its rows re-encoded).
-    `typed`, when the page was decoded with a `TypedDecoder`, holds each row decoded
-    already (the record writer then parses no row again); else None.
+    `typed` is each row decoded by the page's `TypedDecoder`, if it has one and every row
+    fits (the record writer then parses no row again), else None.
     """
 
-    __slots__ = ("_stamps", "_values", "one_line", "raw", "typed")
+    __slots__ = ("_body", "_chosen", "_decoder", "_stamps", "_typed", "_values", "one_line", "raw")
 
     def __init__(
         self,
@@ -45,13 +45,19 @@ class Rows:
         values: Sequence[Any],
         *,
         one_line: bool,
-        typed: list[Any] | None = None,
+        body: bytes | None = None,
+        decoder: TypedDecoder | None = None,
     ) -> None:
         self.raw = raw
         self._values = values
         self._stamps: Sequence[int | None] | None = None
         self.one_line = one_line
-        self.typed = typed
+        # The page's body and decoder, until `typed` is first read; `_chosen`, the indices
+        # of these rows among the body's when `where` kept only some of them.
+        self._body = body
+        self._decoder = decoder
+        self._chosen: list[int] | None = None
+        self._typed: list[Any] | None = None
 
     @classmethod
     def of_dicts(cls, rows: list[dict[str, Any]]) -> Rows:
@@ -80,6 +86,26 @@ class Rows:
         return len(self.raw)
 
     @property
+    def typed(self) -> list[Any] | None:
+        """Each row decoded into its typed form (one call for the whole page), or None.
+
+        Decoded on first use, by the writer, not in the worker that fetched the page: a page
+        may wait in the scheduler's memory budget (up to 40,000 fills) before it is written,
+        and a decoded row costs about 1 KB beside its text (each skipped field is a
+        msgspec.Raw): decoded in the worker, the tap's peak on one 50,000-fill wallet was
+        ~105 MiB instead of ~80. The body is held anyway: the rows' text are views into it.
+        """
+        decoder, body = self._decoder, self._body
+        if decoder is not None and body is not None:
+            self._decoder = self._body = None  # decoded once, fitting or not
+            decoded = decoder(body)
+            chosen = self._chosen
+            if decoded is not None and chosen is not None:
+                decoded = [decoded[i] for i in chosen]
+            self._typed = decoded
+        return self._typed
+
+    @property
     def values(self) -> Sequence[Any]:
         """Each row's `timestamp` value as the API sent it."""
         return self._values
@@ -103,14 +129,18 @@ class Rows:
         """The rows whose timestamp (None counts as 0) passes `keep`, in their order."""
         stamps = self.stamps
         chosen = [i for i, stamp in enumerate(stamps) if keep(stamp or 0)]
-        typed = self.typed
         picked = Rows(
             [self.raw[i] for i in chosen],
             [self._values[i] for i in chosen],
             one_line=self.one_line,
-            typed=None if typed is None else [typed[i] for i in chosen],
+            body=self._body,
+            decoder=self._decoder,
         )
         picked._stamps = [stamps[i] for i in chosen]
+        if self._decoder is not None:  # not decoded yet: the rows kept, among the body's
+            picked._chosen = chosen if self._chosen is None else [self._chosen[i] for i in chosen]
+        elif self._typed is not None:
+            picked._typed = [self._typed[i] for i in chosen]
         return picked
 
     def dicts(self) -> list[dict[str, Any]]:
@@ -142,9 +172,8 @@ def _decoders(rows_field: str) -> tuple[msgspec.json.Decoder[Any], msgspec.json.
 def split_rows(body: bytes, rows_field: str, typed: TypedDecoder | None = None) -> tuple[Rows, Any]:
     """The rows under `rows_field` and the page's `pagination` value (anything, or None).
 
-    With `typed`, every row is also decoded into its typed form in the same call (one pass
-    over the body instead of a pass for the timestamps and one per row later); a page that
-    does not fit it falls back to reading the timestamps alone.
+    With `typed`, the rows' `typed` form is decoded from the body when it is first read
+    (one call for the page instead of one per row; see `Rows.typed`).
 
     Raises ValueError when the body is not JSON, is cut short, or has no list of objects
     under `rows_field`.
@@ -159,14 +188,10 @@ def split_rows(body: bytes, rows_field: str, typed: TypedDecoder | None = None) 
     raw = getattr(page, rows_field)
     end = len(body.rstrip())  # a body may end in a line break; only its rows matter
     one_line = body.find(b"\n", 0, end) < 0 and body.find(b"\r", 0, end) < 0
-    decoded = typed(body) if typed is not None and one_line else None
-    if decoded is not None:
-        seconds = [row.timestamp for row in decoded]  # typed as int: whole seconds already
-        rows = Rows(raw, seconds, one_line=one_line, typed=decoded)
-        rows._stamps = seconds
-        return rows, page.pagination
     try:
         values = [row.timestamp for row in getattr(stamps.decode(body), rows_field)]
     except msgspec.ValidationError:
         raise ValueError(f"response `{rows_field}` holds a row that is not an object") from None
-    return Rows(raw, values, one_line=one_line), page.pagination
+    if typed is None or not one_line:
+        return Rows(raw, values, one_line=one_line), page.pagination
+    return Rows(raw, values, one_line=one_line, body=body, decoder=typed), page.pagination

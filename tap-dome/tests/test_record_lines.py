@@ -205,6 +205,33 @@ def test_typed_rows_follow_the_rows_kept_at_a_window_edge() -> None:
     assert [r["order_id"].split(":")[1] for r in _spliced(builder, kept, WALLET)] == ["6", "8"]
 
 
+def test_a_page_is_decoded_by_the_writer_once_not_while_it_waits() -> None:
+    # A page waiting in the scheduler's memory budget holds its text only: the typed rows
+    # (about 1 KB each) are decoded when the writer reads them, once, kept rows only.
+    builder = RecordBuilder(_known("orders"))
+    decoder = builder.typed_rows("orders")
+    assert decoder is not None
+    calls: list[bytes] = []
+
+    def counting(body: bytes) -> list[Any] | None:
+        calls.append(body)
+        return decoder(body)
+
+    body = orjson.dumps({"orders": [_fill(timestamp=t, log_index=t) for t in (5, 6, 7, 8, 9)]})
+    rows, _ = split_rows(body, "orders", counting)
+    kept = rows.where(lambda stamp: stamp >= 6).where(lambda stamp: stamp % 2 == 0)
+    assert calls == []
+    assert kept.newest() == 8  # the timestamps are read without the typed rows
+    assert calls == []
+    first, again = kept.typed, kept.typed
+    assert calls == [body]
+    assert first is again
+    assert first is not None
+    assert [row.log_index for row in first] == [6, 8]
+    assert [r["order_id"].split(":")[1] for r in _spliced(builder, kept, WALLET)] == ["6", "8"]
+    assert calls == [body]
+
+
 def test_an_escaped_tx_hash_gives_the_same_record_either_way() -> None:
     # JSON may spell any character as \\uXXXX; the order_id is built from the decoded hash.
     builder = RecordBuilder(_known("orders"))
