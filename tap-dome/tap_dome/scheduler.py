@@ -77,8 +77,14 @@ MAX_BUFFERED_FILLS = 40_000
 # Fills parked on disk at most (spool.py; 16 bytes each stay in memory): under 400 MB of
 # temporary files, enough for the chains of a huge wallet to run far ahead of its head.
 MAX_PARKED_FILLS = 400_000
-# The consumer's share of time spent waiting on its head above which pages are parked.
-PARK_WHEN_WAITING = 0.1
+# Pages are parked on disk for this long after the consumer last waited on its head with
+# nothing to emit while the memory budget was full, if round trips take at least
+# PARK_MIN_LATENCY_SECONDS: the head's chain walks one round trip at a time while the other
+# chains' pages fill the budget, so memory is what holds the fetching back. With shorter
+# round trips (a fast network, a local server) the consumer soon catches up by itself, and
+# fetching far ahead would only cost memory: more big pages in flight at once.
+PARK_FOR_SECONDS = 3.0
+PARK_MIN_LATENCY_SECONDS = 0.05
 # Pages that wallets after the current one may hold, per request slot: enough to keep
 # every slot busy while the current wallet ends, never so much that it waits for room.
 AHEAD_PAGES_PER_REQUEST = 2
@@ -171,8 +177,9 @@ class FillBudget:
     separate share matters: thousands of small wallets are always ready to fetch, and
     without it they would fill the budget while the current wallet's chains wait for room.
 
-    While the consumer keeps waiting on its head chain (`parking`), that rule is what holds
-    the rate down: the other chains' pages fill it and then wait for room. Then the wallet
+    While the consumer waits on its head chain with the budget full (`parking`), that rule
+    is what holds the rate down: the other chains' pages fill it and then wait for room,
+    while the head's chain walks one round trip at a time. Then the wallet
     being emitted may fetch on until memory (in flight and waiting) reaches `max_fills`, or
     everything held reaches `max_fills + max_parked`; a page that arrives while the waiting
     pages fill half the memory budget is parked on disk.
@@ -249,19 +256,32 @@ class FillBudget:
 
     def allows(self, wallet: str, current: str | None, slots: int) -> bool:
         """May `wallet` send one more request, with `slots` requests allowed in flight?"""
-        own = self.own_pages * slots * self.page_size
-        ahead = AHEAD_PAGES_PER_REQUEST * slots * self.page_size
         total = self.total
         if wallet != current:
             held_ahead = total - self._by_wallet.get(current or "", 0)
-            if held_ahead >= ahead:
+            if held_ahead >= self._ahead(slots):
                 return False
         if self.parking and self.max_parked:
             memory = self.in_flight + self.waiting
             return memory < self.max_fills and total < self.max_fills + self.max_parked
         if wallet == current:
-            return total < min(self.max_fills, own + ahead)
+            return total < self._own_limit(slots)
         return total < self.max_fills
+
+    def full(self, slots: int) -> bool:
+        """Does what is held, parked pages too, fill the current wallet's memory budget?
+        If the consumer waits on its head then, memory is what holds the fetching back."""
+        return self.total >= self._own_limit(slots)
+
+    def _ahead(self, slots: int) -> int:
+        """Fills that the wallets after the current one may hold together."""
+        return AHEAD_PAGES_PER_REQUEST * slots * self.page_size
+
+    def _own_limit(self, slots: int) -> int:
+        """Fills held, its own and the later wallets', up to which the current wallet may
+        send requests when nothing is parked."""
+        own = self.own_pages * slots * self.page_size
+        return min(self.max_fills, own + self._ahead(slots))
 
     def _add(self, wallet: str, fills: int) -> None:
         left = self._by_wallet.get(wallet, 0) + fills
@@ -299,10 +319,9 @@ class FetchScheduler:
         self._slice_fills = slice_pages(page_size) * page_size
         self._budget = FillBudget(page_size, max_buffered_fills, max_parked_fills)
         self._spool = Spool(spool_directory)
-        # The consumer's share of time spent waiting on its head (a moving average), and
-        # when it last took a page: the budget parks pages while the share is high.
-        self._wait_share = 0.0
-        self._last_take: float | None = None
+        # When the consumer last waited on its head with the budget full: pages are parked
+        # for a while after (PARK_FOR_SECONDS).
+        self._last_wait = -math.inf
         self._gate = ConcurrencyGate(fetcher.limiter.burst_rate, max(1, max_concurrency))
         self._pool = WorkerPool("dome-fetch")
         self._logger = logger
@@ -380,20 +399,18 @@ class FetchScheduler:
             self._cond.notify_all()
         while True:
             with self._cond:
-                waited = 0.0
                 while not job.pages and job.state not in (JobState.DONE, JobState.SPLIT):
                     if self._fatal is not None:
                         raise self._fatal
-                    began = time.monotonic()
+                    self._note_wait()
                     self._cond.wait(WAIT_SLICE_SECONDS)
-                    waited += time.monotonic() - began
                 if self._fatal is not None:
                     raise self._fatal
                 item = job.pages.popleft() if job.pages else None
                 if item is not None:
                     parked = isinstance(item, Parked)
                     self._budget.released(job.wallet, len(item), parked=parked)
-                    self._note_wait(waited)
+                    self._budget.parking = self._parking()
                     self._cond.notify_all()
             if item is not None:
                 yield FillsFetched(self._spool.take(item) if isinstance(item, Parked) else item)
@@ -405,14 +422,17 @@ class FetchScheduler:
                 yield WindowDone(job.window, job.seen_through())
                 return
 
-    def _note_wait(self, waited: float) -> None:
-        """Follow the share of the consumer's time spent waiting for pages (under the lock)."""
-        now = time.monotonic()
-        if self._last_take is not None and now > self._last_take:
-            share = min(1.0, waited / (now - self._last_take))
-            self._wait_share += LATENCY_WEIGHT * (share - self._wait_share)
-            self._budget.parking = self._wait_share >= PARK_WHEN_WAITING
-        self._last_take = now
+    def _note_wait(self) -> None:
+        """The consumer waits on its head (under the lock): if the budget is full, memory is
+        what holds the other chains back, so their pages are parked for a while."""
+        if self._budget.full(self._gate.limit):
+            self._last_wait = time.monotonic()
+        self._budget.parking = self._parking()
+
+    def _parking(self) -> bool:
+        """Should pages that wait behind the head go to disk now (under the lock)?"""
+        recent = time.monotonic() - self._last_wait < PARK_FOR_SECONDS
+        return recent and self._gate.latency >= PARK_MIN_LATENCY_SECONDS
 
     # Dispatcher side
 

@@ -277,7 +277,7 @@ def slow_chains() -> Any:
     # Under latency the consumer waits on its head slice's chain while the other chains run
     # ahead: their pages are parked on disk instead of stopping the fetching.
     dataset = Dataset.custom([WalletSpec(20_000, span=100 * 86400), 40, 3], seed=21)
-    with DomeSimulator(dataset=dataset, api_key="k", latency=(0.03, 0.03)) as sim:
+    with DomeSimulator(dataset=dataset, api_key="k", latency=(0.06, 0.06)) as sim:
         yield sim
 
 
@@ -300,6 +300,22 @@ def test_pages_waiting_behind_the_head_chain_are_parked_on_disk(
     assert closing
     assert "pages parked on disk" in closing[-1]
     assert " 0 pages parked" not in closing[-1]
+
+
+def test_without_latency_pages_wait_in_memory_not_on_disk() -> None:
+    # A local server: the consumer, not the round trips, holds the run back. Parking would
+    # only let the fetching run far ahead, with more big pages in flight at once.
+    dataset = Dataset.custom([WalletSpec(20_000, span=100 * 86400), 40, 3], seed=21)
+    with DomeSimulator(dataset=dataset, api_key="k") as sim:
+        end = int(time.time())
+        scheduler = _scheduler(
+            sim, end, page_size=100, rates=(10_000, 100_000), max_buffered_fills=2_000
+        )
+        result = _consume(scheduler, sim.wallets, timeout=90, per_page=0.002)
+    _assert_exact(sim, result, end)
+    # A page or two at most, while the first round trips (the server warming up) are slow.
+    assert scheduler.counts.peak_fills_parked <= 2 * 100
+    assert scheduler.counts.peak_fills_held <= 2_000 + 2 * 100
 
 
 def test_a_disk_that_cannot_hold_pages_keeps_them_in_memory(
