@@ -77,13 +77,11 @@ MAX_BUFFERED_FILLS = 40_000
 # Fills parked on disk at most (spool.py; 16 bytes each stay in memory): under 400 MB of
 # temporary files, enough for the chains of a huge wallet to run far ahead of its head.
 MAX_PARKED_FILLS = 400_000
-# Pages are parked on disk for this long after the consumer last waited on its head with
-# nothing to emit while the memory budget was full, if round trips take at least
-# PARK_MIN_LATENCY_SECONDS: the head's chain walks one round trip at a time while the other
-# chains' pages fill the budget, so memory is what holds the fetching back. With shorter
-# round trips (a fast network, a local server) the consumer soon catches up by itself, and
-# fetching far ahead would only cost memory: more big pages in flight at once.
-PARK_FOR_SECONDS = 3.0
+# Round trips at least this long park pages on disk (see FillBudget): the head's cursor
+# chain walks one round trip at a time while the other chains run ahead, and their pages
+# would fill the memory budget and stop the fetching. With shorter round trips (a fast
+# network, a local server) the consumer catches up with its head by itself, and fetching
+# far ahead would only cost memory: more big pages in flight at once.
 PARK_MIN_LATENCY_SECONDS = 0.05
 # Pages that wallets after the current one may hold, per request slot: enough to keep
 # every slot busy while the current wallet ends, never so much that it waits for room.
@@ -177,12 +175,14 @@ class FillBudget:
     separate share matters: thousands of small wallets are always ready to fetch, and
     without it they would fill the budget while the current wallet's chains wait for room.
 
-    While the consumer waits on its head chain with the budget full (`parking`), that rule
-    is what holds the rate down: the other chains' pages fill it and then wait for room,
-    while the head's chain walks one round trip at a time. Then the wallet
-    being emitted may fetch on until memory (in flight and waiting) reaches `max_fills`, or
-    everything held reaches `max_fills + max_parked`; a page that arrives while the waiting
-    pages fill half the memory budget is parked on disk.
+    Under latency (`parking`), that rule is what would hold the rate down: the consumer
+    waits on its head chain, one round trip at a time, while the other chains' pages fill
+    the budget and then wait for room. So then the wallet being emitted may fetch on until
+    memory (in flight and waiting) reaches `max_fills`, or everything held reaches
+    `max_fills + max_parked`, and a page that arrives while the waiting pages fill half the
+    memory budget is parked on disk. From the first page on: pages that came in before
+    parking began would stay in memory until the consumer reaches them, which for the first
+    pages of a huge wallet's slices is the whole run.
     """
 
     def __init__(
@@ -256,32 +256,19 @@ class FillBudget:
 
     def allows(self, wallet: str, current: str | None, slots: int) -> bool:
         """May `wallet` send one more request, with `slots` requests allowed in flight?"""
+        own = self.own_pages * slots * self.page_size
+        ahead = AHEAD_PAGES_PER_REQUEST * slots * self.page_size
         total = self.total
         if wallet != current:
             held_ahead = total - self._by_wallet.get(current or "", 0)
-            if held_ahead >= self._ahead(slots):
+            if held_ahead >= ahead:
                 return False
         if self.parking and self.max_parked:
             memory = self.in_flight + self.waiting
             return memory < self.max_fills and total < self.max_fills + self.max_parked
         if wallet == current:
-            return total < self._own_limit(slots)
+            return total < min(self.max_fills, own + ahead)
         return total < self.max_fills
-
-    def full(self, slots: int) -> bool:
-        """Does what is held, parked pages too, fill the current wallet's memory budget?
-        If the consumer waits on its head then, memory is what holds the fetching back."""
-        return self.total >= self._own_limit(slots)
-
-    def _ahead(self, slots: int) -> int:
-        """Fills that the wallets after the current one may hold together."""
-        return AHEAD_PAGES_PER_REQUEST * slots * self.page_size
-
-    def _own_limit(self, slots: int) -> int:
-        """Fills held, its own and the later wallets', up to which the current wallet may
-        send requests when nothing is parked."""
-        own = self.own_pages * slots * self.page_size
-        return min(self.max_fills, own + self._ahead(slots))
 
     def _add(self, wallet: str, fills: int) -> None:
         left = self._by_wallet.get(wallet, 0) + fills
@@ -319,9 +306,6 @@ class FetchScheduler:
         self._slice_fills = slice_pages(page_size) * page_size
         self._budget = FillBudget(page_size, max_buffered_fills, max_parked_fills)
         self._spool = Spool(spool_directory)
-        # When the consumer last waited on its head with the budget full: pages are parked
-        # for a while after (PARK_FOR_SECONDS).
-        self._last_wait = -math.inf
         self._gate = ConcurrencyGate(fetcher.limiter.burst_rate, max(1, max_concurrency))
         self._pool = WorkerPool("dome-fetch")
         self._logger = logger
@@ -402,7 +386,6 @@ class FetchScheduler:
                 while not job.pages and job.state not in (JobState.DONE, JobState.SPLIT):
                     if self._fatal is not None:
                         raise self._fatal
-                    self._note_wait()
                     self._cond.wait(WAIT_SLICE_SECONDS)
                 if self._fatal is not None:
                     raise self._fatal
@@ -410,7 +393,6 @@ class FetchScheduler:
                 if item is not None:
                     parked = isinstance(item, Parked)
                     self._budget.released(job.wallet, len(item), parked=parked)
-                    self._budget.parking = self._parking()
                     self._cond.notify_all()
             if item is not None:
                 yield FillsFetched(self._spool.take(item) if isinstance(item, Parked) else item)
@@ -421,18 +403,6 @@ class FetchScheduler:
             else:
                 yield WindowDone(job.window, job.seen_through())
                 return
-
-    def _note_wait(self) -> None:
-        """The consumer waits on its head (under the lock): if the budget is full, memory is
-        what holds the other chains back, so their pages are parked for a while."""
-        if self._budget.full(self._gate.limit):
-            self._last_wait = time.monotonic()
-        self._budget.parking = self._parking()
-
-    def _parking(self) -> bool:
-        """Should pages that wait behind the head go to disk now (under the lock)?"""
-        recent = time.monotonic() - self._last_wait < PARK_FOR_SECONDS
-        return recent and self._gate.latency >= PARK_MIN_LATENCY_SECONDS
 
     # Dispatcher side
 
@@ -499,30 +469,35 @@ class FetchScheduler:
         with self._cond:
             self._in_flight -= 1
             self._gate.observe(seconds)
+            self._budget.parking = self._gate.latency >= PARK_MIN_LATENCY_SECONDS
             self._see(job, newest)
             if len(job.order) == 1 and job.state is JobState.PENDING and page.total is not None:
                 self.first_totals[job.wallet] = (job.window, page.total, time.time())
-            kept = len(page.rows) if cut is None else len(cut.kept)
-            park = (
-                cut is None and kept > 0 and job is not self._head and self._budget.must_park(kept)
-            )
+            # The page's fills that wait for the consumer: for a cut window, its first
+            # page's fills of the part that page covers, kept as that part's only page.
+            kept_rows = page.rows if cut is None else cut.kept
+            kept = len(kept_rows)
+            park = kept > 0 and job is not self._head and self._budget.must_park(kept)
             self._budget.arrived(job, len(page.rows), kept, parked=park)
-            if cut is not None:
-                self._replace(job, cut)
-                self._cond.notify_all()
-                return
             if not park:
-                self._add_page(job, page.rows)
+                self._place(job, cut, kept_rows)
                 self._cond.notify_all()
                 return
             self.counts.peak_fills_parked = max(self.counts.peak_fills_parked, self._budget.parked)
-        # Written outside the lock; the job sends no request until its page is added.
-        rows: Rows | Parked = self._park(page.rows)
+        # Written outside the lock; the job sends no request until its page is placed.
+        rows: Rows | Parked = self._park(kept_rows)
         with self._cond:
             if not isinstance(rows, Parked):
                 self._budget.unparked(len(rows))
-            self._add_page(job, rows)
+            self._place(job, cut, rows)
             self._cond.notify_all()
+
+    def _place(self, job: WindowJob, cut: Cut | None, rows: Rows | Parked) -> None:
+        """`job`'s page in, and its next request queued; or `job` read as `cut`'s slices."""
+        if cut is None:
+            self._add_page(job, rows)
+        else:
+            self._replace(job, cut, rows)
 
     def _park(self, rows: Rows) -> Rows | Parked:
         """`rows` on disk, or in memory still when the disk refuses (then never again)."""
@@ -571,15 +546,16 @@ class FetchScheduler:
     def _count(self, fills: int) -> int:
         return min(MAX_FANOUT, slice_count(fills, self._slice_fills, self._max_window_fills))
 
-    def _replace(self, job: WindowJob, cut: Cut) -> None:
-        """Read `job` as its slices, queued by their place in emission order."""
+    def _replace(self, job: WindowJob, cut: Cut, kept: Rows | Parked) -> None:
+        """Read `job` as its slices, queued by their place in emission order; `kept` is the
+        covered part's page (`cut.kept`, in memory or parked)."""
         job.state = JobState.SPLIT
         for index, part in enumerate(cut.parts()):
             order = (*job.order, index)
             if isinstance(part, Covered):  # complete already: the first page, kept
                 child = WindowJob(job.wallet, part.window, order, JobState.DONE)
                 child.data_clock = job.data_clock
-                child.pages.append(part.fills)
+                child.pages.append(kept)
             else:
                 child = WindowJob(job.wallet, part, order, estimate=cut.fills_per_slice)
                 self._queue(child)
