@@ -13,6 +13,7 @@ import ctypes
 import math
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable
 
 # Before the first answer the latency is unknown: assume a slow network (more in flight
@@ -20,6 +21,9 @@ from collections.abc import Callable
 INITIAL_LATENCY_SECONDS = 0.5
 # Weight of each new observation in the moving average: about the last ten requests count.
 LATENCY_WEIGHT = 0.2
+# The base latency is the shortest of this many recent round trips: the part that no
+# queueing on this machine or at the server adds (as TCP's minimum RTT estimates the path).
+BASE_LATENCY_SAMPLES = 32
 # In flight = rate x latency x HEADROOM + SPARE: latency varies from request to request,
 # and a few requests should wait at the limiter so that no freed slot goes unused.
 HEADROOM = 1.5
@@ -47,13 +51,22 @@ class ConcurrencyGate:
         self.cap = cap
         self.latency = INITIAL_LATENCY_SECONDS
         self._observed = False
+        self._recent: deque[float] = deque(maxlen=BASE_LATENCY_SAMPLES)
 
     def observe(self, seconds: float) -> None:
         """One round trip took `seconds` (network and server, not the limiter's wait)."""
+        self._recent.append(seconds)
         if not self._observed:
             self.latency, self._observed = seconds, True
         else:
             self.latency += LATENCY_WEIGHT * (seconds - self.latency)
+
+    @property
+    def base_latency(self) -> float:
+        """The shortest recent round trip: the network's share of the latency, without the
+        time requests spent queued behind each other (at the server or for this process's
+        CPU), which the moving average includes. Before any answer: the initial guess."""
+        return min(self._recent, default=INITIAL_LATENCY_SECONDS)
 
     @property
     def limit(self) -> int:

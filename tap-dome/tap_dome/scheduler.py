@@ -77,11 +77,13 @@ MAX_BUFFERED_FILLS = 40_000
 # Fills parked on disk at most (spool.py; 16 bytes each stay in memory): under 400 MB of
 # temporary files, enough for the chains of a huge wallet to run far ahead of its head.
 MAX_PARKED_FILLS = 400_000
-# Round trips at least this long park pages on disk (see FillBudget): the head's cursor
-# chain walks one round trip at a time while the other chains run ahead, and their pages
-# would fill the memory budget and stop the fetching. With shorter round trips (a fast
-# network, a local server) the consumer catches up with its head by itself, and fetching
-# far ahead would only cost memory: more big pages in flight at once.
+# A base latency (the shortest recent round trip: concurrency.py) at least this long parks
+# pages on disk (see FillBudget): the head's cursor chain walks one round trip at a time
+# while the other chains run ahead, and their pages would fill the memory budget and stop
+# the fetching. With a shorter one (a fast network, a local server) the consumer catches up
+# with its head by itself, and fetching far ahead would only cost memory: more big pages in
+# flight at once. The average would not do: on a busy machine, requests to a local server
+# queue for CPU, and their round trips average 35-85 ms while the fastest take a few.
 PARK_MIN_LATENCY_SECONDS = 0.05
 # Pages that wallets after the current one may hold, per request slot: enough to keep
 # every slot busy while the current wallet ends, never so much that it waits for room.
@@ -469,7 +471,7 @@ class FetchScheduler:
         with self._cond:
             self._in_flight -= 1
             self._gate.observe(seconds)
-            self._budget.parking = self._gate.latency >= PARK_MIN_LATENCY_SECONDS
+            self._budget.parking = self._gate.base_latency >= PARK_MIN_LATENCY_SECONDS
             self._see(job, newest)
             if len(job.order) == 1 and job.state is JobState.PENDING and page.total is not None:
                 self.first_totals[job.wallet] = (job.window, page.total, time.time())

@@ -17,12 +17,18 @@ import pytest
 
 from dome_simulator import Dataset, DomeSimulator, WalletSpec
 from tap_dome.client import ORDERS
-from tap_dome.concurrency import HEADROOM, SPARE, ConcurrencyGate
+from tap_dome.concurrency import (
+    BASE_LATENCY_SAMPLES,
+    HEADROOM,
+    INITIAL_LATENCY_SECONDS,
+    SPARE,
+    ConcurrencyGate,
+)
 from tap_dome.errors import DomeAuthError
 from tap_dome.events import WindowDone
 from tap_dome.fetch import FetchStats, PageFetcher
 from tap_dome.ratelimit import RateLimiter, window_slack
-from tap_dome.scheduler import FetchScheduler, slice_pages
+from tap_dome.scheduler import PARK_MIN_LATENCY_SECONDS, FetchScheduler, slice_pages
 from tap_dome.windows import Window
 
 LOG = logging.getLogger("test-scheduler")
@@ -353,6 +359,24 @@ def test_in_flight_follows_the_rate_and_the_observed_latency() -> None:
     free = ConcurrencyGate(RateLimiter.for_rates(10, 100).burst_rate, cap=128)
     free.observe(0.2)
     assert free.limit <= 6
+
+
+def test_base_latency_is_the_network_not_the_queueing() -> None:
+    # Round trips to a local server on a busy machine average tens of milliseconds, but
+    # some still come back at once: the base latency stays below the parking threshold.
+    gate = ConcurrencyGate(100.0, cap=128)
+    assert gate.base_latency == INITIAL_LATENCY_SECONDS  # nothing observed yet
+    for seconds in [0.004] + [0.080] * (BASE_LATENCY_SAMPLES - 1):
+        gate.observe(seconds)
+    assert gate.latency >= PARK_MIN_LATENCY_SECONDS  # the moving average would park
+    assert gate.base_latency == 0.004
+    # A real network: every round trip is long, so the minimum is too (the fast one has
+    # left the window).
+    gate.observe(0.120)
+    assert gate.base_latency == 0.080
+    for _ in range(BASE_LATENCY_SAMPLES):
+        gate.observe(0.120)
+    assert gate.base_latency == 0.120
 
 
 class _LateClock:
