@@ -4,12 +4,12 @@ This runs once per row, so it is written for speed: no schema walk, only the few
 conversions the API can plausibly get wrong (numbers as strings, big ints as ints).
 Identities are documented in docs/contracts.md.
 
-Most rows need none of those conversions. `RecordBuilder.lines` checks each row's text
-against the types `build` would produce (one msgspec decode of the row into a typed struct)
-and, when they already hold, splices the text into the output line with the fields the tap
-adds, never building a dict. The tap's fetch workers decode a page's rows into those
-structs in one call with the page (`TypedRows`), so `lines` parses no row again. Any other
-row takes `build`, so both give the same record
+Most rows need none of those conversions. A page whose rows all have the types `build`
+would produce is decoded whole into typed structs (`TypedRows`, one msgspec call), and
+`RecordBuilder.lines` sets the fields the tap adds on each struct and encodes the page in one
+msgspec call, never building a dict. A page that does not fit is written row by row: each
+row's text that already has those types is spliced into its line with the fields the tap
+adds; any other row takes `build`. All paths give the same record
 (tap-dome/tests/test_record_lines.py compares them on every edge case the simulator
 serves).
 """
@@ -21,9 +21,8 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from itertools import repeat
 from operator import attrgetter
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import orjson
@@ -52,6 +51,10 @@ SPLICE_REQUIRED = frozenset({"timestamp", "tx_hash", "log_index"})
 # Fields outside the schema that TypedRows learns to recognise (so that a row carrying one
 # takes `build`, and the other rows of its page stay typed), at most this many per stream.
 MAX_LEARNED_FIELDS = 8
+# A typed row's `tx_hash`: an empty one cannot identify the row (`build` raises for it).
+_NON_EMPTY_TEXT = Annotated[str, msgspec.Meta(min_length=1)]
+_CONDITION_ID = attrgetter("condition_id")
+_LINES = msgspec.json.Encoder()  # a typed page's records, one JSON Lines call
 
 
 def log_id(row: dict[str, Any], kind: str, fallback: Callable[[], list[str]]) -> str:
@@ -167,10 +170,63 @@ class RecordBuilder:
         """One line per row, `head` + record + `tail` (a RECORD message's envelope, or
         nothing in a batch file); the rows' `condition_id` values are added to `seen`.
 
+        A page decoded whole (`Rows.typed`, see `TypedRows`) is completed struct by struct
+        and encoded in one call (`_encoded`). Any other page is written row by row: a row
+        whose text already has the schema's types is spliced, the others take `build`.
+        """
+        typed = rows.typed if self._typed is not None and rows.one_line else None
+        if not rows:
+            return b""
+        if typed is not None and self._typed is not None:
+            return self._encoded(typed, self._typed, wallet, seen, head, tail)
+        return self._row_by_row(rows, wallet, seen, head, tail)
+
+    def _encoded(
+        self,
+        typed: list[Any],
+        decoder: TypedRows,
+        wallet: str,
+        seen: set[Any],
+        head: bytes,
+        tail: bytes,
+    ) -> bytes:
+        """The typed rows of one page, completed in place and encoded as JSON Lines.
+
+        Per row this sets the three fields the tap adds; msgspec encodes the page in one
+        call (the rows' untyped fields are msgspec.Raw: their text is written as it came),
+        and one `replace` of the line breaks adds each message's envelope. This is about
+        half the cost of splicing each row's text into its line.
+        """
+        seen.update(map(_CONDITION_ID, typed))
+        if msgspec.UNSET in seen:  # a row without one: `build`'s record.get gives None
+            seen.discard(msgspec.UNSET)
+            seen.add(None)
+        learned = decoder.carries_learned(typed)
+        days, date_of, minutes, seconds = self._days, self._date, MINUTES_OF_DAY, SECONDS
+        for row in typed:
+            if learned is not None and learned(row):
+                decoder.move_learned(row)
+            row.tap_key = f"{row.tx_hash.lower()}:{row.log_index}"
+            row.tap_wallet = wallet
+            day, second = divmod(row.timestamp, 86400)
+            minute, second = divmod(second, 60)
+            row.tap_time = f"{days.get(day) or date_of(day)}{minutes[minute]}{seconds[second]}"
+        text = _LINES.encode_lines(typed)
+        if not head and not tail:
+            return text
+        # JSON text holds no line break but between lines (a page is typed only when its
+        # body has none: `Rows.one_line`), so each one is where an envelope closes and opens.
+        text = text.replace(b"\n", tail + b"\n" + head)
+        return b"".join((head, memoryview(text)[: len(text) - len(head)]))
+
+    def _row_by_row(
+        self, rows: Rows, wallet: str, seen: set[Any], head: bytes, tail: bytes
+    ) -> bytes:
+        """`lines` for a page that is not typed (a row that does not fit the types, a body
+        with line breaks, rows read back from the spool).
+
         The output is built as [head, row 1, its end + the next head, row 2, ...]: two
-        parts a row, the last one's head cut off. A typed row (`TypedRows`) is spliced as
-        decoded with its page; one that carries fields outside the schema is spliced with
-        them cut out of its text and written into `extra_fields` (`_moved`).
+        parts a row, the last one's head cut off.
         """
         loads, encode, see = orjson.loads, encoder.encode, seen.add
         joint = tail + b"\n" + head  # between one record and the next
@@ -182,40 +238,24 @@ class RecordBuilder:
         after_id = f'","wallet":{orjson.dumps(wallet).decode()},"{self._time_field}":"'
         # What follows the time, through the next line's head (JSON text, so UTF-8).
         after_time = '","extra_fields":null}' + joint.decode()
-        rest = "}" + joint.decode()
-
-        def after_time_with(extra: str) -> str:
-            return f'","extra_fields":{extra}{rest}'
-
         days, date_of, minutes, seconds = self._days, self._date, MINUTES_OF_DAY, SECONDS
-        typed = rows.typed if splice is not None else None
-        learned = self._typed.carries_learned(typed) if typed and self._typed else None
-        each = repeat(None) if typed is None else typed  # as many typed rows as rows
-        text: Any  # what is spliced: the row's text, or that text with fields cut out
-        for raw, row in zip(rows.raw, each, strict=False):
-            text, extra = raw, None  # extra: a JSON object of fields outside the schema
-            # Inline, not a call of `_spliceable`: this runs per row.
-            if row is None:
-                if splice is not None:
-                    try:
-                        row = splice(raw)
-                    except invalid:
-                        row = None
-            elif learned is not None and learned(row):
-                moved = self._moved(raw, row)  # fields outside the schema: cut them out
-                if moved is None:
+        for raw in rows.raw:
+            row = None
+            if splice is not None:
+                try:
+                    row = splice(raw)
+                except invalid:
                     row = None
-                else:
-                    text, row, extra = moved
+            # Inline, not a call of `_spliceable`: this runs per row.
             if row is not None and (tx := row.tx_hash).isascii() and tx.encode().isalnum():
                 see(row.condition_id)
                 day, second = divmod(row.timestamp, 86400)
                 minute, second = divmod(second, 60)
-                add(memoryview(text)[:-1])  # the object without its closing brace
+                add(memoryview(raw)[:-1])  # the object without its closing brace
                 add(
                     f"{key}{tx.lower()}:{row.log_index}{after_id}"
                     f"{days.get(day) or date_of(day)}{minutes[minute]}{seconds[second]}"
-                    f"{after_time if extra is None else after_time_with(extra)}".encode()
+                    f"{after_time}".encode()
                 )
                 continue
             record = self.build(loads(memoryview(raw)), wallet)
@@ -228,50 +268,13 @@ class RecordBuilder:
             parts[-1] = parts[-1][: len(parts[-1]) - len(head)]
         return b"".join(parts)
 
-    def _moved(self, raw: msgspec.Raw, row: Any) -> tuple[bytes, Any, str] | None:
-        """A typed row that carries learned fields, made spliceable: its text with those
-        members cut out, the row decoded again from that text, and the members as the JSON
-        object `extra_fields` gets. None when that cannot be shown safe (`build` then).
-
-        Safe means: each member is found exactly once, as `"name":value` right after `{` or
-        `,` (never inside a string, where a quote is escaped), and the text left decodes with
-        no field outside the schema, which proves the member cut was the row's own.
-        """
-        if self._typed is None or self._splice is None:
-            return None
-        text = bytes(raw)
-        members = []
-        absent = msgspec.UNSET
-        for attr, name, key in self._typed.learned_keys(row):
-            value = getattr(row, attr)
-            if value is absent:
-                continue
-            if name in self._known:  # a field the tap adds: `build` sets it
-                return None
-            member = key + b":" + bytes(value)
-            at = text.find(member)
-            end = at + len(member)
-            if at <= 0 or text.find(member, at + 1) >= 0:
-                return None
-            if text[at - 1] == 0x2C:  # ","
-                text = text[: at - 1] + text[end:]
-            elif text[at - 1] == 0x7B and end < len(text) and text[end] == 0x2C:  # "{" ... ","
-                text = text[:at] + text[end + 1 :]
-            else:
-                return None
-            members.append(member)
-        try:
-            again = self._splice.decode(text)
-        except msgspec.ValidationError:
-            return None
-        return text, again, (b"{" + b",".join(members) + b"}").decode()
-
     def typed_rows(self, rows_field: str) -> TypedRows | None:
         """The page decoder whose typed rows `lines` splices from (None: no schema)."""
         if self._splice_fields is None:
             return None
         if self._typed is None:
-            self._typed = TypedRows(self._splice_fields, rows_field)
+            derived = (self._key, "wallet", self._time_field)
+            self._typed = TypedRows(self._splice_fields, rows_field, derived)
         return self._typed
 
     def splices(self, raw: msgspec.Raw) -> bool:
@@ -371,30 +374,56 @@ def _row_decoder(fields: SpliceFields | None) -> msgspec.json.Decoder[Any] | Non
 
 
 class TypedRows:
-    """Decodes all the rows of a page at once into the structs `lines` splices from.
+    """Decodes all the rows of a page at once into the structs `RecordBuilder.lines`
+    completes and encodes.
 
-    One call per page, in the worker that fetched it, instead of one per row in the
-    writer. A page fits when every row has the types `build` would give it; one row that
-    does not (a price as a string, say) sends the whole page to the per-row path (None).
-    A field outside the schema does not: the first page that carries it teaches this
-    decoder the field's name (up to MAX_LEARNED_FIELDS), and from then on only the rows
-    that carry it take `build`, which moves it into `extra_fields`. Shared by the fetch
-    workers; learning swaps the decoder under a lock.
+    One call per page instead of one per row. A page fits when every row has the types
+    `build` would give it; one row that does not (a price as a string, say) sends the
+    whole page to the per-row path (None). A field outside the schema does not: the first
+    page that carries it teaches this decoder the field's name (up to MAX_LEARNED_FIELDS),
+    and from then on a row that carries it gets it moved into `extra_fields`
+    (`move_learned`), as `build` does. Shared by the fetch workers; learning swaps the
+    decoder under a lock.
+
+    Each struct also has the fields the tap adds (`derived`: the key, `wallet`, the UTC
+    time; and `extra_fields`), as the attributes `tap_key`, `tap_wallet`, `tap_time` and
+    `tap_extra`, last, so that a record encodes with them. A row that already carries one
+    gets it overwritten, as `build` overwrites it (its own `extra_fields` is kept unless
+    a learned field replaces it, as in `build`).
     """
 
-    def __init__(self, fields: SpliceFields, rows_field: str) -> None:
-        self._fields = fields
+    def __init__(
+        self, fields: SpliceFields, rows_field: str, derived: tuple[str, str, str]
+    ) -> None:
+        key, wallet, time_field = derived
+        # An optional field the row lacks stays UNSET, which is not encoded: the record
+        # lacks it too, as `build`'s does. An empty `tx_hash` fails the page (`build`
+        # raises for it: it cannot identify the row).
+        self._fields: SpliceFields = [
+            (name, _NON_EMPTY_TEXT)
+            if name == "tx_hash"
+            else (name, kind | msgspec.UnsetType, msgspec.UNSET)
+            if rest
+            else (name, kind)
+            for name, kind, *rest in fields
+        ]
+        self._tap_fields = {
+            "tap_key": key,
+            "tap_wallet": wallet,
+            "tap_time": time_field,
+            "tap_extra": "extra_fields",
+        }
         self._rows_field = rows_field
-        self._names = {name for name, *_ in fields}
+        self._names = {name for name, *_ in fields} | set(self._tap_fields.values())
         self._learned: list[str] = []
         self._lock = threading.Lock()
         self._unknown = re.compile(
             r"Object contains unknown field `(.+)` - at `\$\." + re.escape(rows_field) + r"\[\d+\]`"
         )
         # Per row type (one per decoder built): whether a row carries a learned field, and
-        # each learned field as (attribute, name, the name as JSON text).
+        # each learned field as (attribute, the name as JSON text).
         self._checks: dict[type, Callable[[Any], bool] | None] = {}
-        self._keys: dict[type, list[tuple[str, str, bytes]]] = {}
+        self._keys: dict[type, list[tuple[str, bytes]]] = {}
         self._decoder = self._build()
 
     def __call__(self, body: bytes) -> list[Any] | None:
@@ -418,9 +447,17 @@ class TypedRows:
         field learned when they were decoded, so none does)."""
         return self._checks.get(type(typed[0])) if typed else None
 
-    def learned_keys(self, row: Any) -> list[tuple[str, str, bytes]]:
-        """The learned fields of `row`'s type: (attribute, name, the name as JSON text)."""
-        return self._keys.get(type(row), [])
+    def move_learned(self, row: Any) -> None:
+        """Move the learned fields `row` carries into its `extra_fields`, as one JSON
+        object of their text (`build` makes the same object of their values)."""
+        members = []
+        absent = msgspec.UNSET
+        for attr, key in self._keys.get(type(row), []):
+            value = getattr(row, attr)
+            if value is not absent:
+                members.append(key + b":" + bytes(value))
+                setattr(row, attr, absent)  # UNSET: not encoded
+        row.tap_extra = msgspec.Raw(b"{" + b",".join(members) + b"}")
 
     def _learn(self, message: str, seen_with: msgspec.json.Decoder[Any]) -> bool:
         """Learn the unknown field `message` names; False when there is nothing to learn."""
@@ -443,13 +480,19 @@ class TypedRows:
         absent = msgspec.UNSET
         fields: SpliceFields = [*self._fields]
         fields += [(attr, msgspec.Raw | msgspec.UnsetType, absent) for attr in learned]
+        # Any value the API sends in one of them is decoded, then overwritten (`lines`).
+        fields += [(attr, Any, None) for attr in self._tap_fields]
         row = msgspec.defstruct(
-            "TypedRow", fields, kw_only=True, forbid_unknown_fields=True, rename=learned
+            "TypedRow",
+            fields,
+            kw_only=True,
+            forbid_unknown_fields=True,
+            rename={**learned, **self._tap_fields},
         )
         rows = list[row]  # type: ignore[valid-type]  # a type made at run time
         page = msgspec.defstruct(f"TypedPage_{self._rows_field}", [(self._rows_field, rows)])
         self._checks[row] = _carries(list(learned)) if learned else None
-        self._keys[row] = [(attr, name, orjson.dumps(name)) for attr, name in learned.items()]
+        self._keys[row] = [(attr, orjson.dumps(name)) for attr, name in learned.items()]
         return msgspec.json.Decoder(page)
 
 

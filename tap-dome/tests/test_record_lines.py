@@ -1,10 +1,11 @@
-"""Record lines spliced from the API's text equal the records `build` makes from dicts.
+"""Record lines written in bulk equal the records `build` makes from dicts.
 
-`RecordBuilder.lines` writes most rows by splicing their JSON text (records.py). These
-tests hold it to the dict path, row by row: on every page the simulator serves for its
+`RecordBuilder.lines` writes a typed page by encoding its decoded structs, and any other
+page by splicing each row's JSON text (records.py). These tests hold both to the dict
+path, row by row: on every page the simulator serves for its
 edge-case wallets, and on rows crafted to need each conversion `build` makes. Each runs
 both ways a page can come: its rows decoded one by one in `lines`, and decoded all at once
-with the page (`TypedRows`, as the tap's fetch workers do).
+with the page (`TypedRows`, as the tap does).
 """
 
 from __future__ import annotations
@@ -137,8 +138,9 @@ def _fill(**changes: Any) -> dict[str, Any]:
     return {k: v for k, v in fill.items() if v is not None or k != "log_index"}
 
 
-# The odd rows whose page still decodes typed: their types fit, and a field outside the
-# schema (or one the tap adds) is learned rather than failing the page.
+# The odd rows whose page still decodes typed: their types fit, a field outside the schema
+# is learned rather than failing the page, and one the tap adds is decoded, then set as
+# `build` sets it (its own `extra_fields` kept, as `build` keeps it).
 TYPED_ODD_ROWS = {
     "plain": [],
     "upper-case tx hash": [],
@@ -146,9 +148,9 @@ TYPED_ODD_ROWS = {
     "a quote in the tx hash": [],
     "a space in the tx hash": [],
     "a field outside the schema": ["fee_rate_bps"],
-    "a field named like one the tap adds": ["wallet"],
-    "an order_id of its own": ["order_id"],
-    "extra_fields of its own": ["extra_fields"],
+    "a field named like one the tap adds": [],
+    "an order_id of its own": [],
+    "extra_fields of its own": [],
     "unicode and quotes in the title": [],
     "integer price": [],
     "nulls": [],
@@ -307,37 +309,38 @@ def test_fetch_workers_learn_fields_side_by_side() -> None:
 
 
 def _row_texts(rows: list[dict[str, Any]]) -> bytes:
-    """A page whose prices are written `0.250`: a spliced row keeps that text, a built one
-    is re-encoded as `0.25`, so the output tells the two paths apart."""
+    """A page whose prices are written `0.250`: a spliced row keeps that text, a built or
+    encoded one is written `0.25`, so the output tells the paths apart."""
     return orjson.dumps({"orders": rows}).replace(b'"price":0.25', b'"price":0.250')
 
 
-def test_rows_with_a_learned_field_are_spliced_with_it_moved_to_extra_fields() -> None:
+def test_typed_rows_with_a_learned_field_get_it_moved_to_extra_fields() -> None:
     builder = RecordBuilder(_known("orders"))
     decoder = builder.typed_rows("orders")
     title_object = {"fee_rate_bps": 7}  # the same member nested in a known field's value
-    cases: list[tuple[dict[str, Any], bool]] = [
-        ({"fee_rate_bps": 12}, True),  # an API field the schema lacks, after the others
-        ({"fee_rate_bps": [1, {"a": "b"}], "fee_note": "x"}, True),  # two, one structured
-        ({"wallet": "0x" + "cd" * 20}, False),  # a field the tap adds: build overwrites it
-        ({"fee_rate_bps": 7, "title": title_object}, False),  # found twice: not cut
-        ({"fee_rate_bps": 5, "tx_hash": '0x"' + "0" * 63}, False),  # cut, but its id needs escapes
+    cases: list[dict[str, Any]] = [
+        {"fee_rate_bps": 12},  # an API field the schema lacks, after the others
+        {"fee_rate_bps": [1, {"a": "b"}], "fee_note": "x"},  # two, one structured
+        {"wallet": "0x" + "cd" * 20},  # a field the tap adds: overwritten, as build does
+        {"fee_rate_bps": 7, "title": title_object},  # nested too: only the row's own moves
+        {"fee_rate_bps": 5, "tx_hash": '0x"' + "0" * 63},  # an id that needs escapes
+        {"fee_rate_bps": 1, "extra_fields": {"api": 1}},  # replaced, as build replaces it
     ]
     first = dict(fee_rate_bps=3, **_fill())  # the unknown field first in the object
-    body = _row_texts(
-        [first] + [_fill(**changes, log_index=i) for i, (changes, _) in enumerate(cases)]
-    )
+    body = _row_texts([first] + [_fill(**changes, log_index=i) for i, changes in enumerate(cases)])
     rows, _ = split_rows(body, "orders", decoder)
     assert rows.typed is not None
     text = builder.lines(rows, WALLET, set(), head=HEAD, tail=TAIL)
-    lines = text.splitlines()
-    spliced = [b'"price":0.250' in line for line in lines]
-    assert spliced == [True] + [expect for _, expect in cases]
+    assert b'"price":0.250' not in text  # every row encoded from its typed struct
     records = _spliced(builder, rows, WALLET)
     assert records == _expected(builder, rows, WALLET)
     assert records[0]["extra_fields"] == {"fee_rate_bps": 3}
     assert records[2]["extra_fields"] == {"fee_rate_bps": [1, {"a": "b"}], "fee_note": "x"}
-    assert records[5]["extra_fields"] == {"fee_rate_bps": 5}
+    assert records[3]["wallet"] == WALLET
+    assert records[4]["title"] == title_object
+    assert records[4]["extra_fields"] == {"fee_rate_bps": 7}
+    assert records[5]["order_id"] == '0x"' + "0" * 63 + ":4"
+    assert records[6]["extra_fields"] == {"fee_rate_bps": 1}
     assert all("fee_rate_bps" not in r for r in records)
 
 
