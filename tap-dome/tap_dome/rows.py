@@ -37,24 +37,38 @@ class Rows:
     fits (the record writer then parses no row again), else None.
     """
 
-    __slots__ = ("_body", "_chosen", "_decoder", "_stamps", "_typed", "_values", "one_line", "raw")
+    __slots__ = (
+        "_body",
+        "_chosen",
+        "_decoder",
+        "_raw",
+        "_rows_field",
+        "_stamps",
+        "_typed",
+        "_values",
+        "one_line",
+    )
 
     def __init__(
         self,
-        raw: list[msgspec.Raw],
+        raw: list[msgspec.Raw] | None,
         values: Sequence[Any],
         *,
         one_line: bool,
         body: bytes | None = None,
+        rows_field: str = "",
         decoder: TypedDecoder | None = None,
     ) -> None:
-        self.raw = raw
+        # `raw` None: the rows' text is split from `body` when first read (`raw`), which
+        # a typed page never needs.
+        self._raw = raw
         self._values = values
         self._stamps: Sequence[int | None] | None = None
         self.one_line = one_line
-        # The page's body and decoder, until `typed` is first read; `_chosen`, the indices
-        # of these rows among the body's when `where` kept only some of them.
+        # The page's body, its rows field and decoder; `_chosen`, the indices of these
+        # rows among the body's when `where` kept only some of them.
         self._body = body
+        self._rows_field = rows_field
         self._decoder = decoder
         self._chosen: list[int] | None = None
         self._typed: list[Any] | None = None
@@ -83,7 +97,20 @@ class Rows:
         return rows
 
     def __len__(self) -> int:
-        return len(self.raw)
+        return len(self._values)
+
+    @property
+    def raw(self) -> list[msgspec.Raw]:
+        """Each row's JSON text: views into the page's body, split from it on first use
+        (the per-row path, the spool, the SDK's loop; a typed page is encoded whole)."""
+        if self._raw is None:
+            if self._body is None:
+                raise RuntimeError("rows without their text or the body they came in")
+            text, _ = _decoders(self._rows_field)
+            every: list[msgspec.Raw] = getattr(text.decode(self._body), self._rows_field)
+            chosen = self._chosen
+            self._raw = every if chosen is None else [every[i] for i in chosen]
+        return self._raw
 
     @property
     def typed(self) -> list[Any] | None:
@@ -93,11 +120,11 @@ class Rows:
         may wait in the scheduler's memory budget (up to 40,000 fills) before it is written,
         and a decoded row costs about 1 KB beside its text (each skipped field is a
         msgspec.Raw): decoded in the worker, the tap's peak on one 50,000-fill wallet was
-        ~105 MiB instead of ~80. The body is held anyway: the rows' text are views into it.
+        ~105 MiB instead of ~80. The body is held with the rows: their text is in it.
         """
         decoder, body = self._decoder, self._body
         if decoder is not None and body is not None:
-            self._decoder = self._body = None  # decoded once, fitting or not
+            self._decoder = None  # decoded once, fitting or not
             decoded = decoder(body)
             chosen = self._chosen
             if decoded is not None and chosen is not None:
@@ -130,16 +157,17 @@ class Rows:
         stamps = self.stamps
         chosen = [i for i, stamp in enumerate(stamps) if keep(stamp or 0)]
         picked = Rows(
-            [self.raw[i] for i in chosen],
+            None if self._raw is None else [self._raw[i] for i in chosen],
             [self._values[i] for i in chosen],
             one_line=self.one_line,
             body=self._body,
+            rows_field=self._rows_field,
             decoder=self._decoder,
         )
         picked._stamps = [stamps[i] for i in chosen]
-        if self._decoder is not None:  # not decoded yet: the rows kept, among the body's
-            picked._chosen = chosen if self._chosen is None else [self._chosen[i] for i in chosen]
-        elif self._typed is not None:
+        # Still to be decoded (typed) or split (raw): the rows kept, among the body's.
+        picked._chosen = chosen if self._chosen is None else [self._chosen[i] for i in chosen]
+        if self._decoder is None and self._typed is not None:
             picked._typed = [self._typed[i] for i in chosen]
         return picked
 
@@ -160,12 +188,15 @@ def _seconds(value: Any) -> int | None:
 
 @functools.cache
 def _decoders(rows_field: str) -> tuple[msgspec.json.Decoder[Any], msgspec.json.Decoder[Any]]:
-    """Two decoders of a page whose rows are under `rows_field`: their text, their stamps."""
+    """Two decoders of a page whose rows are under `rows_field`: their text; their stamps
+    and the page's pagination."""
     text = msgspec.defstruct(
         f"RawPage_{rows_field}",
         [(rows_field, list[msgspec.Raw]), ("pagination", Any, None)],
     )
-    stamps = msgspec.defstruct(f"StampPage_{rows_field}", [(rows_field, list[_Stamp])])
+    stamps = msgspec.defstruct(
+        f"StampPage_{rows_field}", [(rows_field, list[_Stamp]), ("pagination", Any, None)]
+    )
     return msgspec.json.Decoder(text), msgspec.json.Decoder(stamps)
 
 
@@ -178,20 +209,24 @@ def split_rows(body: bytes, rows_field: str, typed: TypedDecoder | None = None) 
     Raises ValueError when the body is not JSON, is cut short, or has no list of objects
     under `rows_field`.
     """
-    text, stamps = _decoders(rows_field)
+    _, stamps = _decoders(rows_field)
     try:
-        page = text.decode(body)
-    except msgspec.ValidationError:
+        page = stamps.decode(body)
+    except msgspec.ValidationError as exc:
+        if f"$.{rows_field}[" in str(exc):
+            raise ValueError(f"response `{rows_field}` holds a row that is not an object") from None
         raise ValueError(f"response has no `{rows_field}` list") from None
     except msgspec.DecodeError as exc:
         raise ValueError(f"response is not complete JSON: {exc}") from None
-    raw = getattr(page, rows_field)
+    values = [row.timestamp for row in getattr(page, rows_field)]
     end = len(body.rstrip())  # a body may end in a line break; only its rows matter
     one_line = body.find(b"\n", 0, end) < 0 and body.find(b"\r", 0, end) < 0
-    try:
-        values = [row.timestamp for row in getattr(stamps.decode(body), rows_field)]
-    except msgspec.ValidationError:
-        raise ValueError(f"response `{rows_field}` holds a row that is not an object") from None
-    if typed is None or not one_line:
-        return Rows(raw, values, one_line=one_line), page.pagination
-    return Rows(raw, values, one_line=one_line, body=body, decoder=typed), page.pagination
+    rows = Rows(
+        None,
+        values,
+        one_line=one_line,
+        body=body,
+        rows_field=rows_field,
+        decoder=typed if one_line else None,
+    )
+    return rows, page.pagination

@@ -354,3 +354,21 @@ def test_a_learned_field_spelled_with_an_escape_is_built() -> None:
     (line,) = builder.lines(rows, WALLET, set()).splitlines()
     assert b'"price":0.25,' in line  # built: the member could not be found as written
     assert orjson.loads(line)["extra_fields"] == {"fee_rate_bps": 2}
+
+
+def test_rows_text_is_split_from_the_body_when_first_read_kept_rows_only() -> None:
+    # The fetch workers read each row's timestamp only; a row's text is split from the
+    # body when the per-row path, the spool or the SDK's loop first asks for it.
+    fills = [_fill(timestamp=t, log_index=t, title=f"t{t}") for t in (5, 6, 7, 8)]
+    rows, _ = split_rows(orjson.dumps({"orders": fills}), "orders")
+    assert len(rows) == 4
+    kept = rows.where(lambda stamp: stamp % 2 == 0)
+    assert len(kept) == 2
+    assert [orjson.loads(bytes(raw))["title"] for raw in kept.raw] == ["t6", "t8"]
+    assert [orjson.loads(bytes(raw))["title"] for raw in rows.raw] == ["t5", "t6", "t7", "t8"]
+    again = rows.where(lambda stamp: stamp > 6)  # from rows already split
+    assert [orjson.loads(bytes(raw))["title"] for raw in again.raw] == ["t7", "t8"]
+    assert [r["title"] for r in _spliced(RecordBuilder(_known("orders")), kept, WALLET)] == [
+        "t6",
+        "t8",
+    ]
