@@ -63,7 +63,7 @@ class BatchFiles:
         self._files = ExitStack()  # the storage's open file, closed when the batch is done
         self._out: IO[bytes] | None = None
 
-    def add(self, lines: bytes, count: int) -> Iterator[list[str]]:
+    def add(self, lines: bytes | bytearray, count: int) -> Iterator[list[str]]:
         """Append a page's `count` record lines; yields a manifest whenever a file is full."""
         if not count:
             return

@@ -10,14 +10,16 @@ state or an error message.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
 import requests
 
+from tap_dome.codec import EncodedPage
 from tap_dome.fetch import FetchStats, PageFetcher
-from tap_dome.page import Page, parse_page
+from tap_dome.page import Page, page_of_rows, parse_page
 from tap_dome.pagination import PageToken
 from tap_dome.ratelimit import RateLimiter
 from tap_dome.rows import TypedDecoder
@@ -29,17 +31,28 @@ from tap_dome.windows import Window
 class Endpoint:
     """A Dome list endpoint: its path, the key of its rows, and the key of its count.
 
-    `typed_rows`: how a stream that splices rows decodes a page's rows (records.TypedRows),
-    set on the stream's own copy (`dataclasses.replace`).
+    `typed_rows`: how a stream that writes rows in bulk decodes a page (records.TypedRows);
+    `encode`: how it has a helper process write a wallet's page out (codec.py), else None.
+    Both are set on the stream's own copy (`dataclasses.replace`).
     """
 
     path: str
     rows_field: str
     count_field: str
     typed_rows: TypedDecoder | None = field(default=None, compare=False)
+    encode: Callable[[str, bytes], EncodedPage | None] | None = field(default=None, compare=False)
 
-    def parse(self, body: bytes) -> Page:
-        """One page of this endpoint; ValueError when the body is not a complete page."""
+    def parse(self, body: bytes, params: Mapping[str, Any] | None = None) -> Page:
+        """One page of this endpoint; ValueError when the body is not a complete page.
+
+        A wallet's page (`user` in `params`) goes to a helper first, when the stream has
+        one; whatever the helper does not write (not typed, not a page) is parsed here.
+        """
+        wallet = None if params is None else params.get("user")
+        if self.encode is not None and wallet is not None:
+            encoded = self.encode(str(wallet), body)
+            if encoded is not None:
+                return page_of_rows(encoded.rows, encoded.pagination, self.count_field)
         return parse_page(body, self.rows_field, self.count_field, self.typed_rows)
 
 

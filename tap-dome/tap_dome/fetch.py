@@ -161,7 +161,7 @@ class PageFetcher:
         The time waited at the limiter or in backoff is left out: it is the latency the
         scheduler sizes its concurrency by (Little's law), not the rate limit's queue.
         """
-        return self._send(endpoint.path, params, endpoint.parse)
+        return self._send(endpoint.path, params, lambda body: endpoint.parse(body, params))
 
     def lookup(self, path: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
         """GET one object (e.g. a wallet mapping); None when the API answers 404 for it."""

@@ -34,6 +34,11 @@ def parse_page(
 ) -> Page:
     """Parse a response body; raises ValueError when it is not a complete page."""
     rows, pagination = split_rows(body, rows_field, typed)
+    return page_of_rows(rows, pagination, count_field)
+
+
+def page_of_rows(rows: Rows, pagination: Any, count_field: str = "total") -> Page:
+    """A page from its rows and its `pagination` value; ValueError when that is no object."""
     pagination = pagination or {}
     if not isinstance(pagination, dict):
         raise ValueError("response `pagination` is not an object")

@@ -16,6 +16,7 @@ serves).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import threading
@@ -144,6 +145,16 @@ class RecordBuilder:
         self._splice = _row_decoder(self._splice_fields)
         self._typed: TypedRows | None = None
 
+    def recipe(self) -> Callable[[], RecordBuilder]:
+        """How to make this builder again in another process (a picklable call)."""
+        return functools.partial(
+            RecordBuilder,
+            self._known,
+            key=self._key,
+            identity=self._identity,
+            time_field=self._time_field,
+        )
+
     def iso(self, ts: int) -> str:
         """`ts` as an RFC 3339 UTC string: the date from a cache, the time from tables."""
         day, second = divmod(ts, 86400)
@@ -166,17 +177,22 @@ class RecordBuilder:
         *,
         head: bytes = b"",
         tail: bytes = b"",
-    ) -> bytes:
+    ) -> bytes | bytearray:
         """One line per row, `head` + record + `tail` (a RECORD message's envelope, or
         nothing in a batch file); the rows' `condition_id` values are added to `seen`.
 
+        A page a helper process already wrote out (`Rows.encoded`, codec.py) is returned
+        as it was written: with this stream's head, and a tail of the time it was fetched.
         A page decoded whole (`Rows.typed`, see `TypedRows`) is completed struct by struct
         and encoded in one call (`_encoded`). Any other page is written row by row: a row
         whose text already has the schema's types is spliced, the others take `build`.
         """
-        typed = rows.typed if self._typed is not None and rows.one_line else None
+        if rows.encoded is not None:
+            seen.update(rows.encoded.condition_ids)
+            return rows.encoded.lines
         if not rows:
             return b""
+        typed = rows.typed if self._typed is not None and rows.one_line else None
         if typed is not None and self._typed is not None:
             return self._encoded(typed, self._typed, wallet, seen, head, tail)
         return self._row_by_row(rows, wallet, seen, head, tail)
@@ -426,7 +442,7 @@ class TypedRows:
         self._keys: dict[type, list[tuple[str, bytes]]] = {}
         self._decoder = self._build()
 
-    def __call__(self, body: bytes) -> list[Any] | None:
+    def __call__(self, body: bytes | bytearray) -> list[Any] | None:
         """Every row of `body` decoded, or None when some row does not fit."""
         while True:
             decoder = self._decoder

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -25,7 +26,7 @@ class _Stamp(msgspec.Struct):
 
 # Decodes a whole body into one typed object per row (records.TypedRows), or None when
 # some row does not fit that type.
-TypedDecoder = Callable[[bytes], list[Any] | None]
+TypedDecoder = Callable[[bytes | bytearray], list[Any] | None]
 
 
 class Rows:
@@ -34,7 +35,8 @@ class Rows:
     `one_line` says the text holds no line break, so a row can be spliced into a JSON
     Lines file as it is (an API that pretty-prints its JSON gets its rows re-encoded).
     `typed` is each row decoded by the page's `TypedDecoder`, if it has one and every row
-    fits (the record writer then parses no row again), else None.
+    fits (the record writer then parses no row again), else None. `encoded` is set instead
+    on a page a helper process already wrote out (codec.py): its lines, ready to go.
     """
 
     __slots__ = (
@@ -46,6 +48,7 @@ class Rows:
         "_stamps",
         "_typed",
         "_values",
+        "encoded",
         "one_line",
     )
 
@@ -55,7 +58,7 @@ class Rows:
         values: Sequence[Any],
         *,
         one_line: bool,
-        body: bytes | None = None,
+        body: bytes | bytearray | None = None,
         rows_field: str = "",
         decoder: TypedDecoder | None = None,
     ) -> None:
@@ -72,6 +75,7 @@ class Rows:
         self._decoder = decoder
         self._chosen: list[int] | None = None
         self._typed: list[Any] | None = None
+        self.encoded: EncodedLines | None = None
 
     @classmethod
     def of_dicts(cls, rows: list[dict[str, Any]]) -> Rows:
@@ -96,6 +100,15 @@ class Rows:
         rows._stamps = stamps
         return rows
 
+    @classmethod
+    def from_lines(cls, encoded: EncodedLines, stamps: Sequence[int]) -> Rows:
+        """A page already written out as lines (one per row, each ending in a line break),
+        with each row's timestamp."""
+        rows = cls(None, stamps, one_line=True)
+        rows._stamps = stamps
+        rows.encoded = encoded
+        return rows
+
     def __len__(self) -> int:
         return len(self._values)
 
@@ -104,7 +117,7 @@ class Rows:
         """Each row's JSON text: views into the page's body, split from it on first use
         (the per-row path, the spool, the SDK's loop; a typed page is encoded whole)."""
         if self._raw is None:
-            if self._body is None:
+            if self._body is None or self.encoded is not None:
                 raise RuntimeError("rows without their text or the body they came in")
             text, _ = _decoders(self._rows_field)
             every: list[msgspec.Raw] = getattr(text.decode(self._body), self._rows_field)
@@ -156,6 +169,8 @@ class Rows:
         """The rows whose timestamp (None counts as 0) passes `keep`, in their order."""
         stamps = self.stamps
         chosen = [i for i, stamp in enumerate(stamps) if keep(stamp or 0)]
+        if self.encoded is not None:
+            return self.encoded.where(chosen, stamps)
         picked = Rows(
             None if self._raw is None else [self._raw[i] for i in chosen],
             [self._values[i] for i in chosen],
@@ -173,8 +188,26 @@ class Rows:
 
     def dicts(self) -> list[dict[str, Any]]:
         """Every row parsed into a new dict (the SDK's per-record loop, the markets)."""
+        if self.encoded is not None:
+            raise RuntimeError("a page written out as lines has no API rows to parse")
         loads = orjson.loads
         return [loads(memoryview(raw)) for raw in self.raw]
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedLines:
+    """A page's rows written out (codec.py): one complete line per row, and the
+    `condition_id` values they carry."""
+
+    lines: bytes | bytearray  # a helper's answer is read into a bytearray: no copy
+    condition_ids: list[Any]
+
+    def where(self, chosen: list[int], stamps: Sequence[int | None]) -> Rows:
+        """The rows at `chosen` (a window's edge), their lines in their order."""
+        every = self.lines.split(b"\n")  # the last part is empty: every line ends in one
+        lines = b"".join(every[i] + b"\n" for i in chosen)
+        kept = [stamps[i] or 0 for i in chosen]
+        return Rows.from_lines(EncodedLines(lines, self.condition_ids), kept)
 
 
 def _seconds(value: Any) -> int | None:
@@ -200,7 +233,9 @@ def _decoders(rows_field: str) -> tuple[msgspec.json.Decoder[Any], msgspec.json.
     return msgspec.json.Decoder(text), msgspec.json.Decoder(stamps)
 
 
-def split_rows(body: bytes, rows_field: str, typed: TypedDecoder | None = None) -> tuple[Rows, Any]:
+def split_rows(
+    body: bytes | bytearray, rows_field: str, typed: TypedDecoder | None = None
+) -> tuple[Rows, Any]:
     """The rows under `rows_field` and the page's `pagination` value (anything, or None).
 
     With `typed`, the rows' `typed` form is decoded from the body when it is first read

@@ -2,8 +2,9 @@
 
 The settings (resolved once), the wallets to read (handles and EOAs resolved to proxy
 wallets before the first request for data), the one Dome client (and so one rate limiter),
-and what the per-wallet streams observed for the streams that follow them: the markets
-their rows traded, the API's counts for the audit, the bookmarks they reached.
+the helper processes that write pages out, and what the per-wallet streams observed for
+the streams that follow them: the markets their rows traded, the API's counts for the
+audit, the bookmarks they reached.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from tap_dome.client import DomeClient
+from tap_dome.codec import EncoderPool
 from tap_dome.settings import RunSettings
 from tap_dome.wallets import resolve_wallets
 from tap_dome.windows import Window
@@ -52,6 +54,13 @@ class Services:
     def client(self) -> DomeClient:
         """The run's one Dome client: every stream's requests share its rate limiter."""
         return DomeClient(self.settings, self._api_key, self._logger)
+
+    @cached_property
+    def encoders(self) -> EncoderPool | None:
+        """The run's helper processes that write pages out (codec.py), or None for none.
+
+        Started by the first stream that writes in bulk, before its fetch threads start."""
+        return EncoderPool.start(self.settings.encode_processes, self._logger)
 
     @cached_property
     def wallets(self) -> tuple[str, ...]:

@@ -31,6 +31,7 @@ TIERS: dict[str, tuple[float, int]] = {
     "pro": (300, 3000),
 }
 DEFAULT_TIER = "free"
+MAX_ENCODE_PROCESSES = 8
 
 
 def _tiers_text() -> str:
@@ -125,6 +126,15 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         "law): about 6 on Free, 32 on Dev and 110 on Pro at 250-300 ms.",
     ),
     th.Property(
+        "encode_processes",
+        th.IntegerType(minimum=0, maximum=MAX_ENCODE_PROCESSES),
+        default=4,
+        title="Encode processes",
+        description="Helper processes that turn pages into Singer messages beside the tap, "
+        "so that at high rates that work runs on other cores (Linux; 0: the tap does it all "
+        "itself). A page that finds every helper busy is written by the tap itself.",
+    ),
+    th.Property(
         "lookback",
         th.IntegerType(minimum=0),
         default=7200,
@@ -205,6 +215,7 @@ class RunSettings:
     requests_per_second: float
     requests_per_10_seconds: int
     max_concurrency: int
+    encode_processes: int
     lookback: int
     request_timeout: float
     max_window_fills: int
@@ -304,6 +315,16 @@ def _number(
     return number
 
 
+def _count(config: Mapping[str, Any], name: str, *, maximum: int) -> int:
+    """A whole number setting from 0 to `maximum`."""
+    number = _number(config, name, zero_ok=True)
+    if number != int(number) or number > maximum:
+        raise config_error(
+            f"Setting `{name}` must be a whole number from 0 to {maximum}, got {config.get(name)!r}"
+        )
+    return int(number)
+
+
 def check_api_url(value: Any) -> str:
     """The API base URL without a trailing slash; an http(s) URL with a host, or an error."""
     text = str(value).strip().rstrip("/")
@@ -358,6 +379,7 @@ def resolve(config: Mapping[str, Any], now: float | None = None) -> RunSettings:
             _number(config, "requests_per_10_seconds", default=per_10_seconds)
         ),
         max_concurrency=int(_number(config, "max_concurrency")),
+        encode_processes=_count(config, "encode_processes", maximum=MAX_ENCODE_PROCESSES),
         lookback=int(_number(config, "lookback", zero_ok=True)),
         request_timeout=_number(config, "request_timeout"),
         max_window_fills=int(_number(config, "max_window_fills")),

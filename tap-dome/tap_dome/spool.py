@@ -25,7 +25,7 @@ from typing import IO, Any
 
 import msgspec
 
-from tap_dome.rows import Rows
+from tap_dome.rows import EncodedLines, Rows
 
 SEGMENT_BYTES = 8 * 1024 * 1024
 
@@ -52,6 +52,8 @@ class Parked:
     values: array[int] | list[Any]  # each row's raw `timestamp` value
     stamps: array[int] | list[int | None]  # each row's timestamp in seconds
     one_line: bool
+    # A page written out as lines (codec.py): its condition ids; the block is its lines.
+    condition_ids: list[Any] | None = None
 
     def __len__(self) -> int:
         return len(self.ends)
@@ -78,8 +80,14 @@ class Spool:
 
     def park(self, rows: Rows) -> Parked:
         """Write `rows` to disk; raises OSError when the disk refuses (nothing is kept then)."""
-        block = b"".join(rows.raw)
-        ends = array("q", itertools.accumulate(len(raw) for raw in rows.raw))
+        encoded = rows.encoded
+        if encoded is not None:
+            block = encoded.lines
+            ends = array("q", itertools.accumulate(len(line) + 1 for line in block.split(b"\n")))
+            ends.pop()  # what follows the last line break
+        else:
+            block = b"".join(rows.raw)
+            ends = array("q", itertools.accumulate(len(raw) for raw in rows.raw))
         values, stamps = _compact(rows.values, rows.stamps)
         with self._lock:
             segment = self._segment
@@ -105,7 +113,8 @@ class Spool:
             self._bytes += len(block)
             self.peak_bytes = max(self.peak_bytes, self._bytes)
             self.pages_parked += 1
-        return Parked(segment, offset, ends, values, stamps, rows.one_line)
+        condition_ids = None if encoded is None else encoded.condition_ids
+        return Parked(segment, offset, ends, values, stamps, rows.one_line, condition_ids)
 
     def take(self, parked: Parked) -> Rows:
         """Read a parked page back (once): its rows, as they were parked."""
@@ -116,6 +125,9 @@ class Spool:
             self._taken(parked.segment, size)
         if len(block) != size:
             raise OSError(f"the page spool lost data: read {len(block)} of {size} bytes")
+        if parked.condition_ids is not None:
+            stamps = [int(stamp or 0) for stamp in parked.stamps]
+            return Rows.from_lines(EncodedLines(block, parked.condition_ids), stamps)
         view = memoryview(block)
         bounds = itertools.pairwise(itertools.chain((0,), parked.ends))
         raw = [msgspec.Raw(view[start:end]) for start, end in bounds]

@@ -24,6 +24,7 @@ from typing_extensions import override
 from tap_dome import schemas
 from tap_dome.batches import BatchFiles, fast_batches_apply
 from tap_dome.client import ACTIVITY, ORDERS, Endpoint
+from tap_dome.codec import EncodedPage, EncodeSpec
 from tap_dome.events import WindowDone
 from tap_dome.records import RecordBuilder, activity_id
 from tap_dome.rows import Rows
@@ -86,11 +87,41 @@ class WalletWindowStream(StreamHooks):
         )
 
     def _endpoint(self) -> Endpoint:
-        """The endpoint, its pages decoded into typed rows when `lines` writes them."""
+        """The endpoint, its pages decoded into typed rows when `lines` writes them, and
+        written out by a helper process when the run has helpers (codec.py)."""
         typed = self._builder.typed_rows(self.endpoint.rows_field)
         if typed is None or not self.fast_path_applies(batch_ok=True):
             return self.endpoint
-        return replace(self.endpoint, typed_rows=typed)
+        endpoint = replace(self.endpoint, typed_rows=typed)
+        head = self._lines_head()
+        pool = self.services.encoders if head is not None else None
+        if pool is None or head is None:
+            return endpoint
+        spec = EncodeSpec(self.name, self._builder.recipe(), self.endpoint.rows_field, head)
+        pool.register(spec)
+
+        def encode(wallet: str, body: bytes) -> EncodedPage | None:
+            # A RECORD's time_extracted: when its page came back from the API.
+            tail = self._record_tail() if head else b""
+            return pool.encode(spec.name, wallet, tail, body)
+
+        return replace(endpoint, encode=encode)
+
+    def _lines_head(self) -> bytes | None:
+        """What opens each line this stream writes in bulk (a RECORD message's envelope, or
+        nothing in a batch file); None when the SDK's own loop writes the records."""
+        batch_config = self.get_batch_config(self.config)
+        if batch_config:
+            bulk = fast_batches_apply(batch_config) and self.fast_path_applies(batch_ok=True)
+            return b"" if bulk else None
+        if self._bulk_writer is None:
+            return None
+        return b'{"type":"RECORD","stream":%s,"record":' % orjson.dumps(self.name)
+
+    @staticmethod
+    def _record_tail() -> bytes:
+        """What closes each RECORD message of a page: its time_extracted, now."""
+        return b',"time_extracted":%s}' % orjson.dumps(datetime.now(timezone.utc).isoformat())
 
     @cached_property
     def _bulk_writer(self) -> BufferedMessageWriter | None:
@@ -110,11 +141,10 @@ class WalletWindowStream(StreamHooks):
                 self.observe({r.get("condition_id") for r in records})
                 yield from records
             return
-        head = b'{"type":"RECORD","stream":%s,"record":' % orjson.dumps(self.name)
+        head = self._lines_head() or b""
         counter = self._bulk_counter  # for the whole run: no wallet in its tags
         for rows in pages:
-            extracted = datetime.now(timezone.utc).isoformat()
-            tail = b',"time_extracted":%s}' % orjson.dumps(extracted)
+            tail = self._record_tail()
             seen: set[Any] = set()
             bulk.write_lines(self._builder.lines(rows, wallet, seen, head=head, tail=tail))
             self.observe(seen)

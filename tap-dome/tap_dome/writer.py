@@ -57,7 +57,7 @@ class BufferedMessageWriter(MsgSpecWriter):
         else:
             self._maybe_flush()
 
-    def write_lines(self, lines: bytes) -> None:
+    def write_lines(self, lines: bytes | bytearray) -> None:
         """Complete RECORD lines, built in bulk by the stream (records.py).
 
         A page's lines that fill the buffer are written as they are, after what is

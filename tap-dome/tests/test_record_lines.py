@@ -213,9 +213,9 @@ def test_a_page_is_decoded_by_the_writer_once_not_while_it_waits() -> None:
     builder = RecordBuilder(_known("orders"))
     decoder = builder.typed_rows("orders")
     assert decoder is not None
-    calls: list[bytes] = []
+    calls: list[bytes | bytearray] = []
 
-    def counting(body: bytes) -> list[Any] | None:
+    def counting(body: bytes | bytearray) -> list[Any] | None:
         calls.append(body)
         return decoder(body)
 

@@ -1,0 +1,173 @@
+"""Pages written out by helper processes (codec.py): the same records, nothing lost when a
+helper dies, nothing a helper does reaches the tap's stdout."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from dome_simulator import Dataset, WalletSpec
+from tap_dome.codec import EncoderPool, EncodeSpec
+from tap_dome.records import RecordBuilder
+from tap_dome.rows import split_rows
+from tap_harness import run_tap, tap_config, truth_ids
+
+HEAD = b'{"type":"RECORD","stream":"orders","record":'
+TAIL = b',"time_extracted":"2026-12-07T00:00:00+00:00"}'
+WALLET = "0x" + "ab" * 20
+
+
+def _known() -> frozenset[str]:
+    from importlib import resources
+
+    text = resources.files("tap_dome.schemas").joinpath("orders.json").read_text()
+    return frozenset(json.loads(text)["properties"])
+
+
+def _records(run: Any) -> dict[str, dict[str, Any]]:
+    return {r["order_id"]: r for r in run.stream("orders")}
+
+
+def test_helpers_write_the_records_the_tap_writes_itself(
+    tmp_path: Path, simulator_factory: Any
+) -> None:
+    # The standard dataset's edge cases: fields outside the schema, odd types, no log_index.
+    sim = simulator_factory(Dataset.standard(page=100, large=600))
+    runs = {}
+    for helpers in (0, 2):
+        config = tap_config(sim, page_size=100, encode_processes=helpers)
+        run = run_tap(tmp_path / str(helpers), config, streams=("orders",))
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert len(run.ids) == len(set(run.ids))  # no record twice on stdout
+        runs[helpers] = run
+    assert set(_records(runs[2])) == truth_ids(sim)
+    assert _records(runs[2]) == _records(runs[0])
+    # Each bookmark covers its wallet's fills and never runs ahead of the API's data
+    # (which value in between depends on when the other wallets' pages came back).
+    newest = max(r["timestamp"] for r in runs[2].records)
+    for partition in (runs[2].last_state or {})["bookmarks"]["orders"]["partitions"]:
+        wallet, mark = partition["context"]["wallet"], partition.get("replication_key_value")
+        own = [r["timestamp"] for r in runs[2].records if r["wallet"] == wallet]
+        if own:
+            assert mark is not None
+            assert max(own) <= mark <= newest
+    # Every line on stdout is one whole Singer message (helpers never write there).
+    for line in runs[2].stdout.splitlines():
+        assert json.loads(line)["type"] in {"SCHEMA", "RECORD", "STATE", "BATCH"}
+
+
+def test_a_helper_that_dies_leaves_its_pages_to_the_tap(
+    simulator_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim = simulator_factory(Dataset.custom([WalletSpec(300)], seed=3))
+    body = _first_page(sim)
+    builder = RecordBuilder(_known())
+    pool = EncoderPool.start(1, logging.getLogger("test-codec"))
+    assert pool is not None
+    try:
+        pool.register(EncodeSpec("orders", builder.recipe(), "orders", HEAD))
+        page = pool.encode("orders", WALLET, TAIL, body)
+        assert page is not None  # written by the helper
+        expected = builder.lines(
+            split_rows(body, "orders", builder.typed_rows("orders"))[0],
+            WALLET,
+            set(),
+            head=HEAD,
+            tail=TAIL,
+        )
+        assert page.rows.encoded is not None
+        assert _parsed(page.rows.encoded.lines) == _parsed(expected)
+        assert page.rows.stamps == split_rows(body, "orders")[0].stamps
+        (child,) = pool._children
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(timeout=10)
+        with caplog.at_level(logging.WARNING, logger="test-codec"):
+            assert pool.encode("orders", WALLET, TAIL, body) is None  # the tap's own, now
+            assert pool.encode("orders", WALLET, TAIL, body) is None
+        warnings = [r for r in caplog.records if "helper process failed" in r.getMessage()]
+        assert len(warnings) == 1
+    finally:
+        pool.close()
+
+
+def test_a_page_that_is_not_typed_is_left_to_the_tap(simulator_factory: Any) -> None:
+    sim = simulator_factory(Dataset.custom([WalletSpec(50)], seed=4))
+    body = _first_page(sim).replace(b'"price":', b'"price":"', 1)  # not JSON any more
+    builder = RecordBuilder(_known())
+    pool = EncoderPool.start(1, logging.getLogger("test-codec"))
+    assert pool is not None
+    try:
+        pool.register(EncodeSpec("orders", builder.recipe(), "orders", HEAD))
+        assert pool.encode("orders", WALLET, TAIL, body) is None
+        assert pool.encode("orders", WALLET, TAIL, _first_page(sim)) is not None  # still up
+    finally:
+        pool.close()
+
+
+def test_a_window_edge_keeps_the_lines_of_its_rows(simulator_factory: Any) -> None:
+    sim = simulator_factory(Dataset.custom([WalletSpec(40)], seed=5))
+    body = _first_page(sim)
+    builder = RecordBuilder(_known())
+    pool = EncoderPool.start(1, logging.getLogger("test-codec"))
+    assert pool is not None
+    try:
+        pool.register(EncodeSpec("orders", builder.recipe(), "orders", HEAD))
+        page = pool.encode("orders", WALLET, TAIL, body)
+        assert page is not None
+        stamps = page.rows.stamps
+        cut = sorted(s for s in stamps if s is not None)[len(stamps) // 2]
+        kept = page.rows.where(lambda stamp: stamp >= cut)
+        assert kept.encoded is not None
+        records = [m["record"] for m in _parsed(kept.encoded.lines)]
+        assert [r["timestamp"] for r in records] == [
+            s for s in stamps if s is not None and s >= cut
+        ]
+        assert kept.stamps == [r["timestamp"] for r in records]
+    finally:
+        pool.close()
+
+
+def test_encode_processes_is_checked(tmp_path: Path, simulator_factory: Any) -> None:
+    sim = simulator_factory(Dataset.custom([WalletSpec(5)], seed=6))
+    for value in (9, -1, 1.5, "two"):
+        run = run_tap(tmp_path / str(value), tap_config(sim, encode_processes=value))
+        assert run.returncode != 0
+        assert "encode_processes" in run.stderr
+        assert "Traceback" not in run.stderr
+        assert run.records == []
+
+
+def _first_page(sim: Any) -> bytes:
+    import requests
+
+    from tap_harness import API_KEY
+
+    response = requests.get(
+        f"{sim.base_url}/polymarket/orders",
+        params={"user": sim.wallets[0], "limit": 100},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return response.content
+
+
+def _parsed(lines: bytes | bytearray) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in bytes(lines).splitlines()]
+
+
+def test_helpers_end_on_their_own_when_the_pool_closes() -> None:
+    # Each helper must see the tap close its socket, even with several helpers forked
+    # one after another (each must not keep the others' sockets open).
+    pool = EncoderPool.start(4, logging.getLogger("test-codec"))
+    assert pool is not None
+    children = list(pool._children)
+    pool.close()
+    assert [child.exitcode for child in children] == [0, 0, 0, 0]  # none had to be killed
