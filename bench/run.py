@@ -214,9 +214,12 @@ def main() -> None:
             times.setdefault("tap", []).append(seconds)
             emitted, _, emitting = run_tap_emitting(info, workdir, **fast)
             times.setdefault("tap emitting", []).append(emitting)
-            assert tap_fills == emitted == fills, (tap_fills, emitted, fills)
-        raw_s, emit_s, tap_s, emit_tap_s = (
-            statistics.median(times[name]) for name in ("raw", "emit", "tap", "tap emitting")
+            alone, _, emitting = run_tap_emitting(info, workdir, **fast, encode_processes=0)
+            times.setdefault("tap emitting alone", []).append(emitting)
+            assert tap_fills == emitted == alone == fills, (tap_fills, emitted, alone, fills)
+        raw_s, emit_s, tap_s, emit_tap_s, alone_s = (
+            statistics.median(times[name])
+            for name in ("raw", "emit", "tap", "tap emitting", "tap emitting alone")
         )
         pipe_s, loaded = timed(args.repeats, lambda: run_pipeline(info, workdir))
         assert loaded == fills, (loaded, fills)
@@ -241,6 +244,13 @@ def main() -> None:
                 "tap-dome, first fill to last on stdout",
                 tap_fills / emit_tap_s,
                 f"{(tap_fills / emit_tap_s) / raw_rate:.2f}",
+            )
+        )
+        rows.append(
+            (
+                "the same, encode_processes=0 (no helper processes)",
+                tap_fills / alone_s,
+                f"{(tap_fills / alone_s) / raw_rate:.2f}",
             )
         )
         rows.append(

@@ -117,6 +117,8 @@ class EncoderPool:
         self._specs: dict[str, EncodeSpec] = {}
         self._lock = threading.Lock()
         self._broken = False
+        # Pages offered: written by a helper, found every helper busy, not typed.
+        self.counts = {"written": 0, "busy": 0, "untyped": 0}
         context = multiprocessing.get_context("fork")
         tap_ends: list[socket.socket] = []
         for _ in range(processes):
@@ -152,6 +154,7 @@ class EncoderPool:
         try:
             channel = self._free.get_nowait()
         except queue.Empty:  # every helper busy: this page is the tap's own to write
+            self._count("busy")
             return None
         try:
             if spec not in channel.specs_sent:
@@ -168,7 +171,9 @@ class EncoderPool:
             return None
         self._free.put(channel)
         if header is None:
+            self._count("untyped")
             return None
+        self._count("written")
         packed, condition_ids, pagination = header
         stamps = array("q")
         stamps.frombytes(packed)
@@ -176,7 +181,20 @@ class EncoderPool:
         return EncodedPage(rows, pagination)
 
     def close(self) -> None:
-        """Stop every helper (each ends when its socket closes)."""
+        """Stop every helper (each ends when its socket closes); log what they wrote."""
+        if not self._children:
+            return
+        counts = self.counts
+        if sum(counts.values()):
+            self._logger.info(
+                "Helper processes wrote %d of %d pages; the tap wrote %d itself (%d found "
+                "every helper busy, %d did not fit the typed path).",
+                counts["written"],
+                sum(counts.values()),
+                counts["busy"] + counts["untyped"],
+                counts["busy"],
+                counts["untyped"],
+            )
         self._broken = True
         while True:
             try:
@@ -187,6 +205,11 @@ class EncoderPool:
             child.join(timeout=5)
             if child.is_alive():
                 child.kill()
+        self._children = []
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self.counts[name] += 1
 
     def _fail(self, exc: BaseException) -> None:
         with self._lock:

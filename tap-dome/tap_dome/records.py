@@ -210,8 +210,9 @@ class RecordBuilder:
 
         Per row this sets the three fields the tap adds; msgspec encodes the page in one
         call (the rows' untyped fields are msgspec.Raw: their text is written as it came),
-        and one `replace` of the line breaks adds each message's envelope. This is about
-        half the cost of splicing each row's text into its line.
+        and one `replace` of the line breaks adds each message's envelope. No faster than
+        splicing each row's text into its line, but a field outside the schema moves by
+        value, and the page's rows' text is never split out of its body.
         """
         seen.update(map(_CONDITION_ID, typed))
         if msgspec.UNSET in seen:  # a row without one: `build`'s record.get gives None
@@ -285,7 +286,7 @@ class RecordBuilder:
         return b"".join(parts)
 
     def typed_rows(self, rows_field: str) -> TypedRows | None:
-        """The page decoder whose typed rows `lines` splices from (None: no schema)."""
+        """The page decoder whose typed rows `lines` encodes (None: no schema)."""
         if self._splice_fields is None:
             return None
         if self._typed is None:

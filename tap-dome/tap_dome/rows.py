@@ -2,9 +2,11 @@
 
 A fill parsed into Python objects costs about 1.7 KB and microseconds to build and to encode
 again; its JSON text is a slice of the response body, already in memory. The scheduler
-needs only each row's timestamp, and the record writer splices the text straight into
-RECORD lines or batch files (records.py), so a row is parsed into a dict only where the
-SDK's own loop or an unusual row needs one. The rows hold views into the body, not copies.
+needs only each row's timestamp, so that is all the fetch worker reads. The record writer
+decodes a page whole into typed structs and encodes its lines in one call, or splices each
+row's text into its line (records.py), so a row is parsed into a dict only where the SDK's
+own loop or an unusual row needs one. The rows' text, when something needs it, is views
+into the body, not copies; a page a helper process wrote out (codec.py) is its lines.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from dome_simulator import Dataset, WalletSpec
 from tap_dome.codec import EncoderPool, EncodeSpec
 from tap_dome.records import RecordBuilder
 from tap_dome.rows import split_rows
-from tap_harness import run_tap, tap_config, truth_ids
+from tap_harness import run_tap, start_tap, tap_config, truth_ids
 
 HEAD = b'{"type":"RECORD","stream":"orders","record":'
 TAIL = b',"time_extracted":"2026-12-07T00:00:00+00:00"}'
@@ -48,6 +50,10 @@ def test_helpers_write_the_records_the_tap_writes_itself(
         assert len(run.ids) == len(set(run.ids))  # no record twice on stdout
         runs[helpers] = run
     assert set(_records(runs[2])) == truth_ids(sim)
+    written = re.search(r"Helper processes wrote (\d+) of (\d+) pages", runs[2].stderr)
+    assert written is not None
+    assert int(written.group(1)) > 0  # the helpers did write pages
+    assert "Helper processes" not in runs[0].stderr
     assert _records(runs[2]) == _records(runs[0])
     # Each bookmark covers its wallet's fills and never runs ahead of the API's data
     # (which value in between depends on when the other wallets' pages came back).
@@ -171,3 +177,21 @@ def test_helpers_end_on_their_own_when_the_pool_closes() -> None:
     children = list(pool._children)
     pool.close()
     assert [child.exitcode for child in children] == [0, 0, 0, 0]  # none had to be killed
+
+
+def test_helpers_end_when_the_tap_is_killed(tmp_path: Path, simulator_factory: Any) -> None:
+    # kill -9 gives the tap no time to stop them: each sees its socket close, and ends.
+    sim = simulator_factory(Dataset.custom([WalletSpec(20_000)], seed=7), latency=(0.02, 0.05))
+    tap = start_tap(tmp_path, tap_config(sim, page_size=100, encode_processes=3))
+    assert tap.stdout is not None
+    while '"type":"RECORD"' not in tap.stdout.readline():
+        pass
+    children = Path(f"/proc/{tap.pid}/task/{tap.pid}/children").read_text().split()
+    assert len(children) == 3
+    tap.kill()
+    tap.wait()
+    tap.stdout.close()
+    deadline = time.monotonic() + 20
+    while any(Path(f"/proc/{pid}").exists() for pid in children):
+        assert time.monotonic() < deadline, "a helper outlived the tap"
+        time.sleep(0.05)
