@@ -37,6 +37,9 @@ from tap_dome.rows import EncodedLines, Rows, split_rows
 
 _LENGTH = struct.Struct("<Q")  # the length before each frame
 SOCKET_BUFFER_BYTES = 4 << 20  # a page in one write where the system allows it
+# A smaller body (under ~100 fills) costs more to send to a helper and back than to write
+# in the tap: it never goes to one.
+MIN_HELPER_BODY_BYTES = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -110,15 +113,22 @@ class EncoderPool:
     the tap's own process. The helpers are stopped when the tap exits (`close`).
     """
 
-    def __init__(self, processes: int, logger: logging.Logger) -> None:
+    def __init__(
+        self,
+        processes: int,
+        logger: logging.Logger,
+        min_body_bytes: int = MIN_HELPER_BODY_BYTES,
+    ) -> None:
         self._logger = logger
+        self._min_body_bytes = min_body_bytes
         self._free: queue.Queue[_Channel] = queue.Queue()
         self._children: list[Any] = []
         self._specs: dict[str, EncodeSpec] = {}
         self._lock = threading.Lock()
         self._broken = False
-        # Pages offered: written by a helper, found every helper busy, not typed.
-        self.counts = {"written": 0, "busy": 0, "untyped": 0}
+        # Pages offered: written by a helper, found every helper busy, too small to send,
+        # not typed.
+        self.counts = {"written": 0, "busy": 0, "small": 0, "untyped": 0}
         context = multiprocessing.get_context("fork")
         tap_ends: list[socket.socket] = []
         for _ in range(processes):
@@ -133,12 +143,17 @@ class EncoderPool:
             self._free.put(_Channel(ours))
 
     @classmethod
-    def start(cls, processes: int, logger: logging.Logger) -> EncoderPool | None:
+    def start(
+        cls,
+        processes: int,
+        logger: logging.Logger,
+        min_body_bytes: int = MIN_HELPER_BODY_BYTES,
+    ) -> EncoderPool | None:
         """A pool of `processes` helpers, or None when there are to be none (0, or a
-        platform without fork)."""
+        platform without fork). A body under `min_body_bytes` is never sent to one."""
         if processes <= 0 or "fork" not in multiprocessing.get_all_start_methods():
             return None
-        pool = cls(processes, logger)
+        pool = cls(processes, logger, min_body_bytes)
         atexit.register(pool.close)  # before multiprocessing's own: the helpers end cleanly
         return pool
 
@@ -150,6 +165,9 @@ class EncoderPool:
     def encode(self, spec: str, wallet: str, tail: bytes, body: bytes) -> EncodedPage | None:
         """The page's lines, or None: not typed, or no helper free (the tap writes it)."""
         if self._broken:
+            return None
+        if len(body) < self._min_body_bytes:  # cheaper to write here than to send
+            self._count("small")
             return None
         try:
             channel = self._free.get_nowait()
@@ -188,11 +206,12 @@ class EncoderPool:
         if sum(counts.values()):
             self._logger.info(
                 "Helper processes wrote %d of %d pages; the tap wrote %d itself (%d found "
-                "every helper busy, %d did not fit the typed path).",
+                "every helper busy, %d were too small to send, %d did not fit the typed path).",
                 counts["written"],
                 sum(counts.values()),
-                counts["busy"] + counts["untyped"],
+                sum(counts.values()) - counts["written"],
                 counts["busy"],
+                counts["small"],
                 counts["untyped"],
             )
         self._broken = True

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from dome_simulator import Dataset, WalletSpec
-from tap_dome.codec import EncoderPool, EncodeSpec
+from tap_dome.codec import MIN_HELPER_BODY_BYTES, EncoderPool, EncodeSpec
 from tap_dome.records import RecordBuilder
 from tap_dome.rows import split_rows
 from tap_harness import run_tap, start_tap, tap_config, truth_ids
@@ -44,7 +44,7 @@ def test_helpers_write_the_records_the_tap_writes_itself(
     sim = simulator_factory(Dataset.standard(page=100, large=600))
     runs = {}
     for helpers in (0, 2):
-        config = tap_config(sim, page_size=100, encode_processes=helpers)
+        config = tap_config(sim, page_size=250, encode_processes=helpers)
         run = run_tap(tmp_path / str(helpers), config, streams=("orders",))
         assert run.returncode == 0, run.stderr[-3000:]
         assert len(run.ids) == len(set(run.ids))  # no record twice on stdout
@@ -75,7 +75,7 @@ def test_a_helper_that_dies_leaves_its_pages_to_the_tap(
     sim = simulator_factory(Dataset.custom([WalletSpec(300)], seed=3))
     body = _first_page(sim)
     builder = RecordBuilder(_known())
-    pool = EncoderPool.start(1, logging.getLogger("test-codec"))
+    pool = EncoderPool.start(1, logging.getLogger("test-codec"), min_body_bytes=0)
     assert pool is not None
     try:
         pool.register(EncodeSpec("orders", builder.recipe(), "orders", HEAD))
@@ -107,7 +107,7 @@ def test_a_page_that_is_not_typed_is_left_to_the_tap(simulator_factory: Any) -> 
     sim = simulator_factory(Dataset.custom([WalletSpec(50)], seed=4))
     body = _first_page(sim).replace(b'"price":', b'"price":"', 1)  # not JSON any more
     builder = RecordBuilder(_known())
-    pool = EncoderPool.start(1, logging.getLogger("test-codec"))
+    pool = EncoderPool.start(1, logging.getLogger("test-codec"), min_body_bytes=0)
     assert pool is not None
     try:
         pool.register(EncodeSpec("orders", builder.recipe(), "orders", HEAD))
@@ -121,7 +121,7 @@ def test_a_window_edge_keeps_the_lines_of_its_rows(simulator_factory: Any) -> No
     sim = simulator_factory(Dataset.custom([WalletSpec(40)], seed=5))
     body = _first_page(sim)
     builder = RecordBuilder(_known())
-    pool = EncoderPool.start(1, logging.getLogger("test-codec"))
+    pool = EncoderPool.start(1, logging.getLogger("test-codec"), min_body_bytes=0)
     assert pool is not None
     try:
         pool.register(EncodeSpec("orders", builder.recipe(), "orders", HEAD))
@@ -195,3 +195,20 @@ def test_helpers_end_when_the_tap_is_killed(tmp_path: Path, simulator_factory: A
     while any(Path(f"/proc/{pid}").exists() for pid in children):
         assert time.monotonic() < deadline, "a helper outlived the tap"
         time.sleep(0.05)
+
+
+def test_a_small_page_is_written_by_the_tap(simulator_factory: Any) -> None:
+    # A few fills cost more to send to a helper and back than to write in place.
+    sim = simulator_factory(Dataset.custom([WalletSpec(20)], seed=8))
+    body = _first_page(sim)
+    assert len(body) < MIN_HELPER_BODY_BYTES
+    builder = RecordBuilder(_known())
+    pool = EncoderPool.start(1, logging.getLogger("test-codec"))
+    assert pool is not None
+    try:
+        pool.register(EncodeSpec("orders", builder.recipe(), "orders", HEAD))
+        assert pool.encode("orders", WALLET, TAIL, body) is None
+        assert pool.counts["small"] == 1
+        assert pool.counts["written"] == 0
+    finally:
+        pool.close()
