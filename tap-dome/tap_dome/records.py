@@ -49,8 +49,9 @@ SPLICE_TYPES: dict[str, Any] = {
     "block_number": int | None,
 }
 SPLICE_REQUIRED = frozenset({"timestamp", "tx_hash", "log_index"})
-# Fields outside the schema that TypedRows learns to recognise (so that a row carrying one
-# takes `build`, and the other rows of its page stay typed), at most this many per stream.
+# Fields outside the schema that TypedRows learns to recognise (so that a page with a row
+# carrying one stays typed, the field moved into that row's `extra_fields`), at most this
+# many per stream.
 MAX_LEARNED_FIELDS = 8
 # A typed row's `tx_hash`: an empty one cannot identify the row (`build` raises for it).
 _NON_EMPTY_TEXT = Annotated[str, msgspec.Meta(min_length=1)]

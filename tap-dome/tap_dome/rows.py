@@ -205,7 +205,10 @@ class EncodedLines:
     condition_ids: list[Any]
 
     def where(self, chosen: list[int], stamps: Sequence[int | None]) -> Rows:
-        """The rows at `chosen` (a window's edge), their lines in their order."""
+        """The rows at `chosen` (a window's edge), their lines in their order.
+
+        The condition ids stay the page's: a market one of the other rows traded is still
+        a market the wallet traded (the `markets` stream reads it either way)."""
         every = self.lines.split(b"\n")  # the last part is empty: every line ends in one
         lines = b"".join(every[i] + b"\n" for i in chosen)
         kept = [stamps[i] or 0 for i in chosen]
