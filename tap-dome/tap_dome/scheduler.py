@@ -14,7 +14,15 @@ work, under one lock:
 A window is one cursor chain: one request at a time. So a long window is cut into time
 slices that are walked in parallel (windows.py). Its first page says how many fills it
 holds; it is kept, not wasted: it already holds every fill of the window's newest part.
-A slice whose first page still shows too many fills is cut again.
+A slice whose first page still shows too many fills is cut again. A window is cut into
+as many slices as there are request slots nothing else is ready to use, at least
+`MIN_FANOUT` (within the slices its fills call for).
+
+The end of a run is where a chain costs most: the last chains walk alone, one round trip
+per page, while the tier's budget goes unused. So when a chain's page comes back, nothing
+else is ready to be sent and slots are free, the rest of its window is cut too
+(`_cut_rest`): its pages so far and that page's complete part stay, as a part of their own,
+and the rest is read as slices in parallel.
 
 Memory stays flat in the size and number of wallets: fills waiting for the consumer plus
 requests in flight stay within a budget (`FillBudget`) that grows with the in-flight
@@ -56,8 +64,11 @@ from tap_dome.windows import (
     Window,
     covered_by_first_page,
     estimate_fills,
+    estimate_rest,
+    seconds_per_fill,
     slice_count,
     split,
+    split_where_filled,
 )
 
 WAIT_SLICE_SECONDS = 1.0
@@ -67,10 +78,14 @@ WAIT_SLICE_SECONDS = 1.0
 SLICE_FILLS = 800
 MIN_SLICE_PAGES = 4
 MAX_SLICE_PAGES = 8
-# A window is cut into at most this many slices at once; a slice that still holds too many
-# fills is cut again when its first page shows it. Cutting step by step keeps the slices
-# that fall where the wallet had no fills yet (one request each) few.
-MAX_FANOUT = 16
+# A window is cut into this many slices at once at least (more when more request slots are
+# free); a slice that still holds too many fills is cut again when its first page shows
+# it. Cutting step by step keeps the slices that fall where the guess of where the fills
+# are was wrong (one request each, when empty) few.
+MIN_FANOUT = 16
+# A chain's rest is cut into this many slices per page it holds (so that most hold under a
+# page: one round trip), within the free request slots.
+REST_SLICES_PER_PAGE = 1.25
 # Fills held in memory at most, waiting or in flight (a fill is held as its JSON text, under
 # 1 KB with its share of the page): under 40 MB.
 MAX_BUFFERED_FILLS = 40_000
@@ -129,6 +144,7 @@ class Cut:
     covered: Covered | None
     slices: list[Window]
     fills_per_slice: int
+    rest: bool = False  # cut to use free request slots (`_cut_rest`), not for its size
 
     @property
     def kept(self) -> Rows:
@@ -152,7 +168,8 @@ class SchedulerCounts:
     peak_in_flight: int = 0
     peak_fills_held: int = 0  # in memory: in flight and waiting
     peak_fills_parked: int = 0  # on disk
-    windows_cut: int = 0
+    windows_cut: int = 0  # on their first page
+    rests_cut: int = 0  # chains whose rest was cut to use free request slots
     slices: int = 0
     first_pages_kept: int = 0
     first_pages_dropped: int = 0
@@ -351,8 +368,8 @@ class FetchScheduler:
         if counts.requests:
             self._logger.info(
                 "Fetching: %d requests, up to %d in flight (latency ~%.0f ms, limit %d of "
-                "max %d); %d windows cut into %d slices, %d first pages kept, %d dropped; "
-                "%d pages parked on disk (peak %.0f MB)",
+                "max %d); %d windows cut into %d slices, %d first pages kept, %d dropped, "
+                "%d chains' rests cut; %d pages parked on disk (peak %.0f MB)",
                 counts.requests,
                 counts.peak_in_flight,
                 self._gate.latency * 1000,
@@ -362,6 +379,7 @@ class FetchScheduler:
                 counts.slices,
                 counts.first_pages_kept,
                 counts.first_pages_dropped,
+                counts.rests_cut,
                 self._spool.pages_parked,
                 self._spool.peak_bytes / 1e6,
             )
@@ -459,7 +477,10 @@ class FetchScheduler:
             response, seconds = self._fetcher.fetch_timed(self._endpoint, params)
             page = page_of(response)
             newest = page.rows.newest()
-            cut = self._cut(job.window, page) if job.state is JobState.PENDING else None
+            spare = self._observe(seconds)
+            cut = self._cut(job.window, page, spare) if job.state is JobState.PENDING else None
+            if cut is None and page.has_more and spare > 1:
+                cut = self._cut_rest(job, page, spare)
             if cut is None:
                 job.paginator.advance(response)
         except BaseException as exc:  # handed to the consumer thread, raised there
@@ -470,7 +491,6 @@ class FetchScheduler:
             return
         with self._cond:
             self._in_flight -= 1
-            self._gate.observe(seconds)
             self._budget.parking = self._gate.base_latency >= PARK_MIN_LATENCY_SECONDS
             self._see(job, newest)
             if len(job.order) == 1 and job.state is JobState.PENDING and page.total is not None:
@@ -493,6 +513,15 @@ class FetchScheduler:
                 self._budget.unparked(len(rows))
             self._place(job, cut, rows)
             self._cond.notify_all()
+
+    def _observe(self, seconds: float) -> int:
+        """Note a round trip of `seconds`; the request slots that nothing is ready to use
+        once this one is free (0 while any job waits to send)."""
+        with self._cond:
+            self._gate.observe(seconds)
+            if self._ready:
+                return 0
+            return max(0, self._gate.limit - self._in_flight + 1)
 
     def _place(self, job: WindowJob, cut: Cut | None, rows: Rows | Parked) -> None:
         """`job`'s page in, and its next request queued; or `job` read as `cut`'s slices."""
@@ -530,7 +559,7 @@ class FetchScheduler:
             job.state = JobState.ACTIVE
             self._queue(job)
 
-    def _cut(self, window: Window, first: Page) -> Cut | None:
+    def _cut(self, window: Window, first: Page, spare: int) -> Cut | None:
         """How to read a window whose first page is `first`, or None: as one chain."""
         if not first.has_more:
             return None
@@ -539,14 +568,41 @@ class FetchScheduler:
             return None
         covered = covered_by_first_page(window, first.rows)
         if covered is None:  # the page is dropped and the whole window sliced
-            slices = split(window, self._count(total))
+            slices = split(window, self._count(total, spare))
             return Cut(None, slices, total // max(1, len(slices))) if slices else None
         rest_fills = max(0, total - len(covered.fills))
-        slices = split(covered.rest, self._count(rest_fills)) or [covered.rest]
+        slices = split_where_filled(
+            covered.rest,
+            rest_fills,
+            seconds_per_fill(first.rows),
+            self._count(rest_fills, spare),
+            newest_first=covered.newest,
+        )
+        slices = slices or [covered.rest]
         return Cut(covered, slices, rest_fills // len(slices))
 
-    def _count(self, fills: int) -> int:
-        return min(MAX_FANOUT, slice_count(fills, self._slice_fills, self._max_window_fills))
+    def _count(self, fills: int, spare: int) -> int:
+        wanted = slice_count(fills, self._slice_fills, self._max_window_fills)
+        return min(max(MIN_FANOUT, spare), wanted)
+
+    def _cut_rest(self, job: WindowJob, page: Page, spare: int) -> Cut | None:
+        """The rest of `job`'s window, after `page`, as up to `spare` slices of a page or
+        more each; or None: its chain walks on (too little left, or the page shows no
+        order). The pages so far and `page`'s complete part are the covered part."""
+        covered = covered_by_first_page(job.window, page.rows)
+        if covered is None:
+            return None
+        rest_fills = estimate_rest(job.window, page, job.paginator.rows_read, covered.rest)
+        if rest_fills <= self._page_size:  # one request reads it anyway
+            return None
+        count = min(spare, math.ceil(REST_SLICES_PER_PAGE * rest_fills / self._page_size))
+        density = seconds_per_fill(page.rows)
+        slices = split_where_filled(
+            covered.rest, rest_fills, density, count, newest_first=covered.newest
+        )
+        if not slices:
+            return None
+        return Cut(covered, slices, rest_fills // len(slices), rest=True)
 
     def _replace(self, job: WindowJob, cut: Cut, kept: Rows | Parked) -> None:
         """Read `job` as its slices, queued by their place in emission order; `kept` is the
@@ -554,26 +610,36 @@ class FetchScheduler:
         job.state = JobState.SPLIT
         for index, part in enumerate(cut.parts()):
             order = (*job.order, index)
-            if isinstance(part, Covered):  # complete already: the first page, kept
+            if isinstance(part, Covered):  # complete already: the pages so far, kept
                 child = WindowJob(job.wallet, part.window, order, JobState.DONE)
                 child.data_clock = job.data_clock
-                child.pages.append(kept)
+                child.pages.extend(job.pages)  # the pages of a chain whose rest is cut
+                job.pages.clear()
+                if len(kept):
+                    child.pages.append(kept)
             else:
                 child = WindowJob(job.wallet, part, order, estimate=cut.fills_per_slice)
                 self._queue(child)
             job.children.append(child)
         counts = self.counts
-        counts.windows_cut += 1
         counts.slices += len(cut.slices)
-        if cut.covered is None:
+        if cut.rest:
+            counts.rests_cut += 1
+        elif cut.covered is None:
+            counts.windows_cut += 1
             counts.first_pages_dropped += 1
         else:
+            counts.windows_cut += 1
             counts.first_pages_kept += 1
+        if cut.rest:
+            what = "has slots to spare; reading the rest of its chain"
+        else:
+            what = "is long; reading it" + (" (its first page kept)" if cut.covered else "")
         self._logger.debug(
-            "Wallet %s: window [%d, %d] is long; reading it as %d slices%s",
+            "Wallet %s: window [%d, %d] %s as %d slices",
             job.wallet,
             job.window.start,
             job.window.end,
+            what,
             len(cut.slices),
-            " (its first page kept)" if cut.covered else "",
         )

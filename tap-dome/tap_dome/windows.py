@@ -9,6 +9,13 @@ one chain of round trips is cut into time slices that are read in parallel (sche
 The first page is not wasted: served newest first, it holds *every* fill newer than its
 oldest timestamp, so that top part is complete (`covered_by_first_page`) and only the rest
 is sliced. Bounds are whole seconds, inclusive on both ends, and the API wants start < end.
+
+A window often starts long before the wallet's first fill (a `start_date` years back): cut
+evenly by time, most slices would be empty and the few that hold everything would have to
+be cut again, one round trip later. So the rest is cut where its fills probably are: as
+far back as the newest page's density says they reach (`split_where_filled`), with the
+part before that as one slice of its own. If the guess is wrong, that slice's first page
+says so and it is cut in turn.
 """
 
 from __future__ import annotations
@@ -19,6 +26,10 @@ from dataclasses import dataclass
 
 from tap_dome.page import Page
 from tap_dome.rows import Rows
+
+# The rest of a window is assumed to reach this much further back than the newest page's
+# density implies (activity varies); what lies before is one slice of its own.
+EXTENT_MARGIN = 1.25
 
 
 @dataclass(frozen=True)
@@ -120,3 +131,46 @@ def split(window: Window, count: int) -> list[Window]:
         return []
     edges = [window.start + (window.seconds * i) // count for i in range(count + 1)]
     return [Window(edges[i], edges[i + 1] - 1) for i in range(count)]
+
+
+def seconds_per_fill(fills: Rows) -> float | None:
+    """The time a page's fills span, per fill: their density. None for fewer than two."""
+    stamps = [stamp for stamp in fills.stamps if stamp is not None]
+    if len(stamps) < 2:
+        return None
+    return (max(stamps) - min(stamps) + 1) / len(stamps)
+
+
+def estimate_rest(window: Window, page: Page, read_before: int, rest: Window) -> int:
+    """Fills of `window` still unread after `page` (`read_before` fills came before it):
+    the API's `total` less those read, else `rest` at the density read so far."""
+    read = read_before + len(page.rows)
+    if page.total is not None:
+        return max(0, page.total - read)
+    read_seconds = max(1, window.seconds - rest.seconds)
+    return math.ceil(read * rest.seconds / read_seconds)
+
+
+def split_where_filled(
+    rest: Window, fills: int, density: float | None, count: int, *, newest_first: bool
+) -> list[Window]:
+    """`rest` cut into about `count` slices over the part its `fills` probably fill.
+
+    Fills at `density` (seconds per fill) reach `fills * density` seconds (with a margin)
+    beyond the read part: from `rest`'s end back when the API serves newest first, from
+    its start forward otherwise. Beyond that lies one slice of its own, which a wrong guess
+    leaves full: its first page then shows it, and it is cut in turn. When the fills
+    probably fill all of `rest`, or the density is unknown: `split(rest, count)`.
+    """
+    if density is None or count < 3:
+        return split(rest, count)
+    extent = max(2, math.ceil(fills * density * EXTENT_MARGIN))  # a window has two seconds
+    if extent * count >= rest.seconds * (count - 1) or rest.seconds - extent < 2:
+        return split(rest, count)  # the outer part would be under one slice
+    if newest_first:
+        edge = rest.end - extent  # the outer part ends here
+        filled = Window(edge + 1, rest.end)
+        return [Window(rest.start, edge), *(split(filled, count - 1) or [filled])]
+    edge = rest.start + extent  # the outer part starts here
+    filled = Window(rest.start, edge - 1)
+    return [*(split(filled, count - 1) or [filled]), Window(edge, rest.end)]

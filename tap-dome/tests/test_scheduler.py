@@ -27,6 +27,7 @@ from tap_dome.concurrency import (
 from tap_dome.errors import DomeAuthError
 from tap_dome.events import WindowDone
 from tap_dome.fetch import FetchStats, PageFetcher
+from tap_dome.page import page_of
 from tap_dome.ratelimit import RateLimiter, window_slack
 from tap_dome.scheduler import PARK_MIN_LATENCY_SECONDS, FetchScheduler, slice_pages
 from tap_dome.windows import Window
@@ -208,23 +209,89 @@ def test_the_tier_is_used_under_latency_and_never_exceeded(
     assert stats["requests"] <= 3000 / 100 * 1.25 + 30 + counts.windows_cut
 
 
-def test_a_long_window_is_cut_again_where_its_fills_are() -> None:
-    # The window starts years before the wallet's first fill: cut by time, most slices are
-    # empty and the last few hold everything; those are cut again, their first page kept.
+class _CountingFetcher(PageFetcher):
+    """The real fetcher, also counting the pages that came back empty."""
+
+    empty_pages = 0
+
+    def fetch_timed(self, endpoint: Any, params: Any) -> Any:
+        response, seconds = super().fetch_timed(endpoint, params)
+        if not page_of(response).rows:
+            self.empty_pages += 1
+        return response, seconds
+
+
+def _counting_scheduler(sim: DomeSimulator, end: int, page_size: int) -> FetchScheduler:
+    fetcher = _fetcher(sim)
+    counting = _CountingFetcher(
+        base_url=sim.base_url,
+        headers={"Authorization": "Bearer k"},
+        limiter=fetcher.limiter,
+        timeout=10,
+        max_retries=2,
+        stats=FetchStats(),
+        logger=LOG,
+    )
+    return FetchScheduler(
+        [(w, Window(START, end)) for w in sim.wallets],
+        counting,
+        page_size=page_size,
+        max_concurrency=64,
+        max_window_fills=10_000,
+        logger=LOG,
+    ).start()
+
+
+def test_a_long_window_is_cut_where_its_fills_are() -> None:
+    # The window starts years before the wallet's first fill. Cut evenly by time, most
+    # slices would be empty and the last few would hold everything; cut where the first
+    # page's density says the fills are, one slice holds the empty years.
     dataset = Dataset.custom([WalletSpec(6000, span=20 * 86400)], seed=5)
     with DomeSimulator(dataset=dataset, api_key="k") as sim:
         end = int(time.time())
-        scheduler = _scheduler(sim, end, page_size=50, rates=(10_000, 100_000))
+        scheduler = _counting_scheduler(sim, end, page_size=50)
         result = _consume(scheduler, sim.wallets)
         stats = sim.stats()
     _assert_exact(sim, result, end)
     counts = scheduler.counts
-    assert counts.windows_cut >= 3
+    assert counts.windows_cut >= 1
     assert counts.first_pages_dropped == 0
     assert counts.first_pages_kept == counts.windows_cut
+    fetcher = scheduler._fetcher
+    assert isinstance(fetcher, _CountingFetcher)
+    assert fetcher.empty_pages <= 2, "slices fell where the wallet had no fills"
     slices_of = slice_pages(50)
     # About one partly empty page per leaf slice, and one request per empty slice.
     assert stats["requests"] <= 6000 / 50 * (1 + 1 / slices_of) + counts.slices
+
+
+def test_a_wrong_guess_of_where_the_fills_are_is_cut_again() -> None:
+    # 2,000 fills in the last half hour and 3,000 over the two years before: the first page
+    # is dense, so the guess puts the rest near the end; the slice of the years before
+    # holds most fills, its first page shows it, and it is cut in turn.
+    spec = WalletSpec(5000, span=700 * 86400, late=2000, late_delay=0)
+    with DomeSimulator(dataset=Dataset.custom([spec], seed=8), api_key="k") as sim:
+        end = int(time.time())
+        scheduler = _counting_scheduler(sim, end, page_size=50)
+        result = _consume(scheduler, sim.wallets)
+    _assert_exact(sim, result, end)
+    assert scheduler.counts.windows_cut >= 2
+    assert scheduler.counts.first_pages_dropped == 0
+
+
+@pytest.mark.parametrize("attempt", range(4))
+def test_the_rest_of_a_chain_is_cut_to_use_free_slots(attempt: int) -> None:
+    # One wallet, nothing else to send: a chain's rest is read as slices in parallel, its
+    # pages so far kept as a part of their own; every fill once, windows in order.
+    dataset = Dataset.custom([WalletSpec(1500 + 500 * attempt, span=50 * 86400), 3], seed=attempt)
+    with DomeSimulator(dataset=dataset, api_key="k", latency=(0.02, 0.06)) as sim:
+        end = int(time.time())
+        scheduler = _scheduler(
+            sim, end, page_size=50, rates=(10_000, 100_000), max_window_fills=20_000
+        )
+        result = _consume(scheduler, sim.wallets, per_page=0.001 * attempt)
+    _assert_exact(sim, result, end)
+    assert scheduler.counts.rests_cut >= 1
 
 
 def test_an_api_serving_oldest_first_keeps_its_first_pages_too() -> None:
