@@ -85,11 +85,17 @@ class Checkpoints:
         self._fills_since = 0
         self._written_at = clock()
 
-    def track(self, states: Iterable[tuple[str, MutableMapping[str, Any]]]) -> None:
-        """Take the wallets' states; every bookmark is checked before anything is read."""
+    def track(self, states: Iterable[tuple[str, Mapping[str, Any] | None]]) -> None:
+        """Read the wallets' stored states (None: none yet); every bookmark is checked before
+        anything is read. Bookmarks are written only into states given to `bind`."""
         for wallet, state in states:
-            self._bookmarks[wallet] = parse_bookmark(wallet, state.get("replication_key_value"))
-            self._states[wallet] = state
+            value = None if state is None else state.get("replication_key_value")
+            self._bookmarks[wallet] = parse_bookmark(wallet, value)
+
+    def bind(self, wallet: str, state: MutableMapping[str, Any]) -> None:
+        """The SDK's own state dict of `wallet`, where its bookmark is written from now on
+        (taken when the stream reaches the wallet, so that reading ahead adds no entry)."""
+        self._states[wallet] = state
 
     def bookmark(self, wallet: str) -> int | None:
         """The wallet's bookmark as it stands (None: never read through anything)."""

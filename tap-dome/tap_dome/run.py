@@ -4,13 +4,20 @@ Built once per run by the stream. It holds the resolved settings, the Dome clien
 the only place requests are made, behind the tap's one rate limiter), and owns the fetch
 scheduler, the progress line and the checkpoint policy. The stream only turns its events
 into records and STATE messages.
+
+Streams sync one after another, and the end of one is where the tier's budget goes unused:
+its last requests come back one round trip after another while the next stream has sent
+nothing yet. So once this run's scheduler has sent a first request for every wallet, it
+calls `on_all_started` (once): the tap starts the next per-wallet stream's fetching
+(`prefetch`), within that stream's own memory budget, and that stream finds its first
+pages waiting when its turn comes.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from tap_dome.checkpoints import Checkpoints
@@ -32,9 +39,10 @@ class SyncRun:
         wallets: tuple[str, ...],
         client: DomeClient,
         endpoint: Endpoint,
-        states: list[tuple[str, MutableMapping[str, Any]]],
+        states: list[tuple[str, Mapping[str, Any] | None]],
         replication_key: str,
         logger: logging.Logger,
+        on_all_started: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.wallets = wallets
@@ -51,7 +59,8 @@ class SyncRun:
         self._logger = logger
         self._scheduler: FetchScheduler | None = None
         self._progress: Progress | None = None
-        self._remaining: deque[str] = deque()
+        self._remaining: deque[str] = deque()  # wallets the scheduler will hand over next
+        self._on_all_started = on_all_started
         self.finished = False  # every wallet of the plan has been read
 
     def window(self, wallet: str) -> Window | None:
@@ -70,7 +79,11 @@ class SyncRun:
         """The wallet's fills and completed windows, oldest first."""
         scheduler = self._scheduler_for(wallet)
         try:
-            yield from scheduler.iter_wallet(wallet)
+            for event in scheduler.iter_wallet(wallet):
+                yield event
+                if self._on_all_started is not None and scheduler.all_started:
+                    hook, self._on_all_started = self._on_all_started, None
+                    hook()
         except BaseException:
             self.close()
             raise
@@ -100,14 +113,35 @@ class SyncRun:
             self._progress = None
         self._remaining.clear()
 
+    def prefetch(self) -> None:
+        """Start fetching every wallet's pages now, before the stream's turn (see above)."""
+        if self._scheduler is None and self.wallets and not self.finished:
+            self._logger.info(
+                "Reading ahead: %d wallet(s), while the stream before this one finishes",
+                len(self.wallets),
+            )
+            self._start(list(self.wallets))
+
     def _scheduler_for(self, wallet: str) -> FetchScheduler:
         """The running scheduler, or a new one when syncs come out of the planned order."""
-        if self._scheduler is not None and self._remaining and self._remaining[0] == wallet:
-            self._remaining.popleft()
-            return self._scheduler
-        self.close()
-        wallets = list(self.wallets)
-        order = wallets[wallets.index(wallet) :] if wallet in wallets else [wallet]
+        if self._scheduler is None or not self._remaining or self._remaining[0] != wallet:
+            self.close()
+            wallets = list(self.wallets)
+            self._start(wallets[wallets.index(wallet) :] if wallet in wallets else [wallet])
+        scheduler = self._scheduler
+        assert scheduler is not None
+        if self._progress is None:
+            self._progress = Progress(
+                wallets_total=len(self._remaining),
+                stats=self._client.stats,
+                logger=self._logger,
+                interval=self.settings.progress_interval,
+            ).start()
+        self._remaining.popleft()
+        return scheduler
+
+    def _start(self, order: list[str]) -> None:
+        """A scheduler for `order`'s wallets, sending requests from now on."""
         settings = self.settings
         self._scheduler = FetchScheduler(
             [(w, self.window(w)) for w in order],
@@ -118,11 +152,4 @@ class SyncRun:
             max_window_fills=settings.max_window_fills,
             logger=self._logger,
         ).start()
-        self._progress = Progress(
-            wallets_total=len(order),
-            stats=self._client.stats,
-            logger=self._logger,
-            interval=settings.progress_interval,
-        ).start()
-        self._remaining = deque(order[1:])
-        return self._scheduler
+        self._remaining = deque(order)

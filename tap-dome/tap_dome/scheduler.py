@@ -342,6 +342,7 @@ class FetchScheduler:
         # completeness audit uses it: audits.py), and when that page came back.
         self.first_totals: dict[str, tuple[Window, int, float]] = {}
         self._top: dict[str, list[WindowJob]] = {}
+        self._unstarted = sum(window is not None for _, window in plans)  # no request sent yet
         for index, (wallet, window) in enumerate(plans):
             jobs = [] if window is None else [WindowJob(wallet, window, (index,))]
             self._top[wallet] = jobs
@@ -385,6 +386,11 @@ class FetchScheduler:
             )
 
     # Consumer side
+
+    @property
+    def all_started(self) -> bool:
+        """Has a first request gone out for every wallet of the plan?"""
+        return self._unstarted == 0
 
     @property
     def data_clock(self) -> int | None:
@@ -449,6 +455,8 @@ class FetchScheduler:
         counts.peak_fills_held = max(counts.peak_fills_held, budget.in_flight + budget.waiting)
         if job.state is JobState.PENDING:
             job.data_clock = self._data_clock
+            if len(job.order) == 1:
+                self._unstarted -= 1
         return job
 
     def _dispatch(self) -> None:

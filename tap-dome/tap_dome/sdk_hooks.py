@@ -116,6 +116,18 @@ class IndexedStateManager(StreamStateManager):
             state = self._index[key] = super().get_context_state(context)
         return state
 
+    def peek(self, context: Any) -> dict[str, Any] | None:
+        """`context`'s state if the tap's state has one; never creates one (a stream that
+        reads ahead of its turn must not add entries to the STATE of the stream before)."""
+        key = _key(context)
+        state = self._index.get(key)
+        if state is not None:
+            return state
+        for partition in self.get_state_partitions() or []:
+            if isinstance(partition.get("context"), dict) and _key(partition["context"]) == key:
+                return partition
+        return None
+
 
 def _key(context: Any) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted(context.items()))
@@ -130,9 +142,9 @@ class StreamHooks(Stream):
 
     @override
     @property
-    def state_manager(self) -> StreamStateManager:
+    def state_manager(self) -> IndexedStateManager:
         """The SDK's manager with an index of partition states (module docstring)."""
-        if self._state_manager is None:
+        if not isinstance(self._state_manager, IndexedStateManager):
             self._state_manager = IndexedStateManager(
                 tap_name=self.tap_name,
                 stream_name=self.name,

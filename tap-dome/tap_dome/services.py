@@ -10,9 +10,10 @@ audit, the bookmarks they reached.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from tap_dome.client import DomeClient
 from tap_dome.codec import EncoderPool
@@ -38,12 +39,31 @@ class Services:
     """The tap's shared machinery; `settings` is a callable so that discovery needs none."""
 
     def __init__(
-        self, settings: Callable[[], RunSettings], api_key: str, logger: logging.Logger
+        self,
+        settings: Callable[[], RunSettings],
+        api_key: str,
+        logger: logging.Logger,
+        streams: Callable[[], Mapping[str, Any]] = dict,
     ) -> None:
         self._settings = settings
         self._api_key = api_key
         self._logger = logger
+        self._streams = streams  # the tap's streams, in the order they sync
         self.observations = Observations()
+
+    def prefetch_after(self, name: str) -> None:
+        """Start the fetching of the stream that syncs after `name`, if it is selected and
+        reads per wallet (run.py: the end of one stream overlaps the next one's start)."""
+        names = list(self._streams())
+        following = names[names.index(name) + 1 :] if name in names else []
+        for next_name in following:
+            stream = self._streams()[next_name]
+            if not stream.selected:
+                continue
+            prefetch = getattr(stream, "prefetch", None)
+            if callable(prefetch):
+                prefetch()
+            return
 
     @property
     def settings(self) -> RunSettings:

@@ -74,17 +74,24 @@ class WalletWindowStream(StreamHooks):
 
     @cached_property
     def run(self) -> SyncRun:
-        """The run's machinery, built at the first partition (every bookmark checked then)."""
+        """The run's machinery, built at the first partition or when the stream before this
+        one has sent a request for every wallet (`prefetch`); every bookmark checked then."""
         wallets = self.services.wallets
+        manager = self.state_manager
         return SyncRun(
             self.services.settings,
             wallets=wallets,
             client=self.services.client,
             endpoint=self._endpoint(),
-            states=[(w, self.get_context_state({"wallet": w})) for w in wallets],
+            states=[(w, manager.peek({"wallet": w})) for w in wallets],
             replication_key=str(self.replication_key),
             logger=self.logger,
+            on_all_started=lambda: self.services.prefetch_after(self.name),
         )
+
+    def prefetch(self) -> None:
+        """Start fetching this stream's pages before its turn (run.py says why)."""
+        self.run.prefetch()
 
     def _endpoint(self) -> Endpoint:
         """The endpoint, its pages decoded into typed rows when `lines` writes them, and
@@ -191,6 +198,7 @@ class WalletWindowStream(StreamHooks):
         of every page before it are out first.
         """
         run = self.run
+        run.checkpoints.bind(wallet, self.get_context_state({"wallet": wallet}))
         # In batch mode the SDK writes STATE after each batch file it emitted.
         batch_mode = bool(self.get_batch_config(self.config))
         for event in run.events(wallet):

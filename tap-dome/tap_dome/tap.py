@@ -41,7 +41,12 @@ class TapDome(TapHooks, Tap):
     @cached_property
     def services(self) -> Services:
         """What the streams share: settings, resolved wallets, the one Dome client."""
-        return Services(lambda: self.settings, str(self.config.get("api_key", "")), self.logger)
+        return Services(
+            lambda: self.settings,
+            str(self.config.get("api_key", "")),
+            self.logger,
+            streams=lambda: self.streams,
+        )
 
     @override
     def load_state(self, state: dict[str, Any]) -> None:

@@ -86,6 +86,37 @@ def test_indexed_state_manager_hands_out_the_sdks_own_dicts() -> None:
     assert len(state["bookmarks"]["orders"]["partitions"]) == 51
 
 
+def test_peeking_at_a_state_never_creates_one() -> None:
+    # A stream that reads ahead of its turn looks at its stored bookmarks without adding
+    # entries to the tap's state (which the stream before it is writing out).
+    stored = {"context": {"wallet": "0x" + "1" * 40}, "replication_key_value": 7}
+    state: dict[str, Any] = {"bookmarks": {"activity": {"partitions": [stored]}}}
+    manager = IndexedStateManager(
+        tap_name="tap-dome",
+        stream_name="activity",
+        tap_state=state,
+        state_partitioning_keys=None,
+        is_sorted=False,
+        check_sorted=False,
+    )
+    assert manager.peek({"wallet": "0x" + "1" * 40}) is stored
+    assert manager.peek({"wallet": "0x" + "2" * 40}) is None
+    assert state == {"bookmarks": {"activity": {"partitions": [stored]}}}
+    empty: dict[str, Any] = {}
+    fresh = IndexedStateManager(
+        tap_name="tap-dome",
+        stream_name="activity",
+        tap_state=empty,
+        state_partitioning_keys=None,
+        is_sorted=False,
+        check_sorted=False,
+    )
+    assert fresh.peek({"wallet": "0x" + "2" * 40}) is None
+    assert not empty.get("bookmarks", {}).get("activity", {}).get("partitions")
+    made = fresh.get_context_state({"wallet": "0x" + "2" * 40})
+    assert fresh.peek({"wallet": "0x" + "2" * 40}) is made
+
+
 def test_bulk_output_equals_the_sdk_path(tmp_path: Path, simulator_factory: Any) -> None:
     """A stream map forces the SDK's own per-record path: same records, plus the map."""
     sim = simulator_factory(Dataset.custom([300, 40, 0], seed=9))

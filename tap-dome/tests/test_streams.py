@@ -192,3 +192,51 @@ def test_a_run_that_moves_no_bookmark_still_delivers_every_record(
     }
     assert expected
     assert set(second.ids) == expected
+
+
+def test_activity_reads_ahead_while_orders_finishes(tmp_path: Path, simulator_factory: Any) -> None:
+    # Once orders has sent a request for every wallet, activity starts fetching: its first
+    # pages wait for its turn. Both streams stay exact, the STATE messages of orders carry
+    # nothing of activity, and activity's bookmarks still drive its next run.
+    sim = simulator_factory(
+        Dataset.custom([WalletSpec(900, activity=25), WalletSpec(300, activity=10), 40, 7], seed=57)
+    )
+    config = tap_config(sim, page_size=PAGE)
+    both = ("orders", "activity")
+    first = run_tap(tmp_path / "1", config, streams=both)
+    assert first.returncode == 0, first.stderr[-3000:]
+    lines = first.stderr.splitlines()
+    ahead = [
+        i for i, line in enumerate(lines) if "tap-dome.activity" in line and "Reading ahead" in line
+    ]
+    orders_done = [
+        i for i, line in enumerate(lines) if "tap-dome.orders" in line and "Fetching:" in line
+    ]
+    assert ahead, "activity did not read ahead"
+    assert orders_done
+    assert ahead[0] < orders_done[0], "activity read ahead only after orders had finished"
+    assert set(first.ids) == truth_ids(sim)
+    assert len(first.ids) == len(set(first.ids))
+    rows = first.stream("activity")
+    assert {r["activity_id"] for r in rows} == _activity_ids(sim)
+    assert len(rows) == len({r["activity_id"] for r in rows})
+    # Until activity's own turn, no STATE mentions it.
+    first_activity = next(i for i, m in enumerate(first.messages) if m.get("stream") == "activity")
+    for message in first.messages[:first_activity]:
+        if message.get("type") == "STATE":
+            assert "activity" not in message["value"].get("bookmarks", {})
+    state = first.last_state or {}
+    assert bookmarks(state)  # orders' bookmarks
+    marks = [p.get("replication_key_value") for p in state["bookmarks"]["activity"]["partitions"]]
+    assert len(marks) == len(sim.wallets)
+    assert any(mark is not None for mark in marks)
+
+    sim.advance(seconds=120, new_fills_per_wallet=3, new_activity_per_wallet=2)
+    second = run_tap(tmp_path / "2", config, state=state, streams=both)
+    assert second.returncode == 0, second.stderr[-3000:]
+    again = second.stream("activity")
+    assert {r["activity_id"] for r in rows} | {r["activity_id"] for r in again} == _activity_ids(
+        sim
+    )
+    assert len(again) < len(rows)  # read from its bookmarks, not from start_date
+    assert set(first.ids) | set(second.ids) == truth_ids(sim)
