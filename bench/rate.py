@@ -16,7 +16,7 @@ and a 200,000-fill wallet (medians of three interleaved rounds).
 Traffic stays on 127.0.0.1.
 
 Usage: `make bench` runs this after bench/run.py; alone: `.venv/bin/python bench/rate.py
-[--quick] [--repeats N] [--tiers dev,pro] [--mixes tiny] [--pages 100]`.
+[--quick] [--repeats N] [--tiers dev,pro] [--mixes tiny] [--pages 100] [--max-fills 1000000]`.
 """
 
 from __future__ import annotations
@@ -147,6 +147,7 @@ class Case:
     mix: str
     page: int
     requests: int  # about how many requests the mix needs
+    max_fills: int = MAX_FILLS  # the most fills of a case (the huge wallet's size)
 
     def wallets(self) -> list[tuple[int, float]]:
         """(fills, span in seconds) per wallet: the mix's shape at this case's scale."""
@@ -154,9 +155,9 @@ class Case:
         if self.mix == "tiny":  # thousands of wallets with a handful of fills: one page each
             return [(i % 4, 30.0 * DAY) for i in range(n)]
         if self.mix == "huge":  # one wallet far bigger than any buffer: cut, and cut again
-            return [(min(n * page, MAX_FILLS), 3.0 * 365 * DAY)]
+            return [(min(n * page, self.max_fills), 3.0 * 365 * DAY)]
         # One mid-size wallet (half the requests) and small wallets of one page each.
-        mid = min(n * page // 2, MAX_FILLS // 2)
+        mid = min(n * page // 2, self.max_fills // 2)
         small = max(1, n - mid // page)
         return [(mid, 365.0 * DAY)] + [(2 + i % 29, 60.0 * DAY) for i in range(small)]
 
@@ -302,6 +303,12 @@ def main() -> None:
     parser.add_argument("--pages", default="100,1000")
     parser.add_argument("--skip-memory", action="store_true", help="no peak-RSS comparison")
     parser.add_argument(
+        "--max-fills",
+        type=int,
+        default=MAX_FILLS,
+        help=f"the most fills of a case (default {MAX_FILLS:,}; 1000000 for a million-fill wallet)",
+    )
+    parser.add_argument(
         "--setting",
         action="append",
         default=[],
@@ -319,7 +326,7 @@ def main() -> None:
     sizes = QUICK_REQUESTS if args.quick else REQUESTS
     tiers = args.tiers.split(",") if args.tiers else ["dev"] if args.quick else list(TIERS)
     cases = [
-        Case(tier, mix, int(page), sizes[tier])
+        Case(tier, mix, int(page), sizes[tier], args.max_fills)
         for tier in tiers
         for mix in args.mixes.split(",")
         for page in args.pages.split(",")

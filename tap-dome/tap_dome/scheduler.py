@@ -217,14 +217,22 @@ class FillBudget:
         self.in_flight = 0
         self.waiting = 0
         self.parked = 0
+        # Being written to disk: in memory until the write succeeds (then parked), so a disk
+        # that refuses pages never lets memory overshoot its budget.
+        self.writing = 0
         self.parking = False
         self._by_wallet: dict[str, int] = {}
         self._first_page = float(page_size)  # moving average of first pages' fills
 
     @property
     def total(self) -> int:
-        """Every fill held: in flight, waiting in memory, parked on disk."""
-        return self.in_flight + self.waiting + self.parked
+        """Every fill held: in flight, waiting in memory, being written, parked on disk."""
+        return self.in_flight + self.waiting + self.writing + self.parked
+
+    @property
+    def in_memory(self) -> int:
+        """Fills held in memory: in flight, waiting, being written to disk."""
+        return self.in_flight + self.waiting + self.writing
 
     def expected(self, job: WindowJob) -> int:
         """The fills `job`'s next request will likely bring: a full page when its window
@@ -238,7 +246,7 @@ class FillBudget:
 
     def must_park(self, fills: int) -> bool:
         """Should a page of `fills` fills that is not the head's go to disk?"""
-        if self.parked + fills > self.max_parked:
+        if self.parked + self.writing + fills > self.max_parked:
             return False
         limit = self.max_fills // 2 if self.parking else self.max_fills
         return self.waiting + fills > limit
@@ -250,19 +258,24 @@ class FillBudget:
 
     def arrived(self, job: WindowJob, fills: int, kept: int, *, parked: bool = False) -> None:
         """`job`'s page (`fills` fills) arrived and `kept` of them wait for the consumer,
-        in memory or (`parked`) on disk."""
+        in memory or (`parked`) on their way to disk (`written` or `unparked` then)."""
         if job.state is JobState.PENDING and job.estimate is None:
             self._first_page += LATENCY_WEIGHT * (fills - self._first_page)
         self.in_flight -= job.expected
         if parked:
-            self.parked += kept
+            self.writing += kept
         else:
             self.waiting += kept
         self._add(job.wallet, kept - job.expected)
 
+    def written(self, fills: int) -> None:
+        """A page being written is on disk now."""
+        self.writing -= fills
+        self.parked += fills
+
     def unparked(self, fills: int) -> None:
-        """A page counted as parked stays in memory after all (the disk refused it)."""
-        self.parked -= fills
+        """A page being written stays in memory after all (the disk refused it)."""
+        self.writing -= fills
         self.waiting += fills
 
     def released(self, wallet: str, fills: int, *, parked: bool = False) -> None:
@@ -283,8 +296,7 @@ class FillBudget:
             if held_ahead >= ahead:
                 return False
         if self.parking and self.max_parked:
-            memory = self.in_flight + self.waiting
-            return memory < self.max_fills and total < self.max_fills + self.max_parked
+            return self.in_memory < self.max_fills and total < self.max_fills + self.max_parked
         if wallet == current:
             return total < min(self.max_fills, own + ahead)
         return total < self.max_fills
@@ -452,7 +464,7 @@ class FetchScheduler:
         counts.requests += 1
         counts.peak_in_flight = max(counts.peak_in_flight, self._in_flight)
         budget = self._budget
-        counts.peak_fills_held = max(counts.peak_fills_held, budget.in_flight + budget.waiting)
+        counts.peak_fills_held = max(counts.peak_fills_held, budget.in_memory)
         if job.state is JobState.PENDING:
             job.data_clock = self._data_clock
             if len(job.order) == 1:
@@ -513,11 +525,14 @@ class FetchScheduler:
                 self._place(job, cut, kept_rows)
                 self._cond.notify_all()
                 return
-            self.counts.peak_fills_parked = max(self.counts.peak_fills_parked, self._budget.parked)
         # Written outside the lock; the job sends no request until its page is placed.
         rows: Rows | Parked = self._park(kept_rows)
         with self._cond:
-            if not isinstance(rows, Parked):
+            if isinstance(rows, Parked):
+                self._budget.written(len(rows))
+                parked = self._budget.parked
+                self.counts.peak_fills_parked = max(self.counts.peak_fills_parked, parked)
+            else:
                 self._budget.unparked(len(rows))
             self._place(job, cut, rows)
             self._cond.notify_all()
