@@ -52,10 +52,14 @@ class ConcurrencyGate:
         self.latency = INITIAL_LATENCY_SECONDS
         self._observed = False
         self._recent: deque[float] = deque(maxlen=BASE_LATENCY_SAMPLES)
+        self._recent_full: deque[float] = deque(maxlen=BASE_LATENCY_SAMPLES)
 
-    def observe(self, seconds: float) -> None:
-        """One round trip took `seconds` (network and server, not the limiter's wait)."""
+    def observe(self, seconds: float, *, full: bool = True) -> None:
+        """One round trip took `seconds` (network and server, not the limiter's wait);
+        `full`: its page had more after it (a long chain's page, not a short last one)."""
         self._recent.append(seconds)
+        if full:
+            self._recent_full.append(seconds)
         if not self._observed:
             self.latency, self._observed = seconds, True
         else:
@@ -65,8 +69,13 @@ class ConcurrencyGate:
     def base_latency(self) -> float:
         """The shortest recent round trip: the network's share of the latency, without the
         time requests spent queued behind each other (at the server or for this process's
-        CPU), which the moving average includes. Before any answer: the initial guess."""
-        return min(self._recent, default=INITIAL_LATENCY_SECONDS)
+        CPU), which the moving average includes. Before any answer: the initial guess.
+
+        Of full pages when there are any: a short page (an empty slice, a small wallet's
+        only page) can come back far sooner than a long chain's full pages, whose round
+        trips are what parking is for (scheduler.py)."""
+        recent = self._recent_full or self._recent
+        return min(recent, default=INITIAL_LATENCY_SECONDS)
 
     @property
     def limit(self) -> int:

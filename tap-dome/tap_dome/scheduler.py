@@ -497,7 +497,7 @@ class FetchScheduler:
             response, seconds = self._fetcher.fetch_timed(self._endpoint, params)
             page = page_of(response)
             newest = page.rows.newest()
-            spare = self._observe(seconds)
+            spare = self._observe(seconds, full=page.has_more)
             cut = self._cut(job.window, page, spare) if job.state is JobState.PENDING else None
             if cut is None and page.has_more and spare > 1:
                 cut = self._cut_rest(job, page, spare)
@@ -537,11 +537,11 @@ class FetchScheduler:
             self._place(job, cut, rows)
             self._cond.notify_all()
 
-    def _observe(self, seconds: float) -> int:
-        """Note a round trip of `seconds`; the request slots that nothing is ready to use
-        once this one is free (0 while any job waits to send)."""
+    def _observe(self, seconds: float, *, full: bool) -> int:
+        """Note a round trip of `seconds` (`full`: its page had more after it); the request
+        slots that nothing is ready to use once this one is free (0 while any job waits)."""
         with self._cond:
-            self._gate.observe(seconds)
+            self._gate.observe(seconds, full=full)
             if self._ready:
                 return 0
             return max(0, self._gate.limit - self._in_flight + 1)

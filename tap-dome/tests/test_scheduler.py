@@ -446,6 +446,20 @@ def test_base_latency_is_the_network_not_the_queueing() -> None:
     assert gate.base_latency == 0.120
 
 
+def test_base_latency_follows_full_pages_not_short_ones() -> None:
+    # Empty slices and small wallets' only pages come back at once, while a long chain's
+    # full pages take 120 ms: parking is for those, so short pages must not hide them.
+    gate = ConcurrencyGate(100.0, cap=128)
+    for _ in range(BASE_LATENCY_SAMPLES):
+        gate.observe(0.003, full=False)
+    assert gate.base_latency == 0.003  # no full page yet: every page counts
+    gate.observe(0.120, full=True)
+    for _ in range(10):
+        gate.observe(0.003, full=False)
+    assert gate.base_latency == 0.120
+    assert gate.base_latency >= PARK_MIN_LATENCY_SECONDS
+
+
 class _LateClock:
     """A fake clock whose sleeps overrun by `late` seconds once (a thread waking late)."""
 
