@@ -75,6 +75,13 @@ class RateLimiter:
         window, limit = min(self._budgets)
         return limit / window
 
+    @property
+    def saturated(self) -> bool:
+        """Is any caller waiting for its slot (a reservation in the future)? Then the
+        budget, not the number of requests in flight, sets the pace."""
+        with self._lock:
+            return bool(self._log) and self._log[-1] > self._clock()
+
     def acquire(self) -> float:
         """Wait for a free slot and take it; returns the seconds waited."""
         waited = 0.0

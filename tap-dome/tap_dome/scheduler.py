@@ -539,12 +539,15 @@ class FetchScheduler:
 
     def _observe(self, seconds: float, *, full: bool) -> int:
         """Note a round trip of `seconds` (`full`: its page had more after it); the request
-        slots that nothing is ready to use once this one is free (0 while any job waits)."""
+        slots that nothing is ready to use once this one is free (0 while any job waits to
+        be sent, or requests wait at the rate limiter: more chains would only cost the
+        partly empty last page of each)."""
         with self._cond:
             self._gate.observe(seconds, full=full)
             if self._ready:
                 return 0
-            return max(0, self._gate.limit - self._in_flight + 1)
+            spare = max(0, self._gate.limit - self._in_flight + 1)
+        return 0 if spare and self._fetcher.limiter.saturated else spare
 
     def _place(self, job: WindowJob, cut: Cut | None, rows: Rows | Parked) -> None:
         """`job`'s page in, and its next request queued; or `job` read as `cut`'s slices."""

@@ -487,3 +487,22 @@ def test_a_caller_waking_late_pushes_the_next_window_back() -> None:
     assert sends[1] > 0.3
     for i in range(len(sends) - 2):
         assert sends[i + 2] - sends[i] >= 1.0 + window_slack(1.0) - 1e-9
+
+
+def test_the_limiter_says_when_callers_wait_for_the_budget() -> None:
+    # Two requests a second: the third caller waits, and while it does the limiter is
+    # saturated (the scheduler then cuts no chain's rest: more chains would not go faster).
+    limiter = RateLimiter([(1.0, 2), (10.0, 100)])
+    assert not limiter.saturated
+    limiter.acquire()
+    limiter.acquire()
+    assert not limiter.saturated  # two sent, nobody waiting
+    waiter = threading.Thread(target=limiter.acquire)
+    waiter.start()
+    deadline = time.monotonic() + 0.5
+    while not limiter.saturated and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert limiter.saturated
+    waiter.join(5)
+    assert not waiter.is_alive()
+    assert not limiter.saturated
