@@ -20,7 +20,8 @@ as many slices as there are request slots nothing else is ready to use, at least
 
 The end of a run is where a chain costs most: the last chains walk alone, one round trip
 per page, while the tier's budget goes unused. So when a chain's page comes back, nothing
-else is ready to be sent and slots are free, the rest of its window is cut too
+else is ready to be sent, no request waits at the rate limiter and slots are free, the rest
+of its window is cut too
 (`_cut_rest`): its pages so far and that page's complete part stay, as a part of their own,
 and the rest is read as slices in parallel.
 
