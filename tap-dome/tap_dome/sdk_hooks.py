@@ -101,11 +101,7 @@ class IndexedStateManager(StreamStateManager):
         key = _key(context)
         state = self._index.get(key)
         if state is None:
-            partitions = self.get_state_partitions() or []
-            for partition in partitions[self._indexed :]:
-                if isinstance(partition.get("context"), dict):
-                    self._index.setdefault(_key(partition["context"]), partition)
-            self._indexed = len(partitions)
+            partitions = self._indexed_partitions()
             state = self._index.get(key)
             if state is None and partitions:  # new: appended as the SDK would, unscanned
                 state = {"context": dict(context)}
@@ -121,12 +117,19 @@ class IndexedStateManager(StreamStateManager):
         reads ahead of its turn must not add entries to the STATE of the stream before)."""
         key = _key(context)
         state = self._index.get(key)
-        if state is not None:
-            return state
-        for partition in self.get_state_partitions() or []:
-            if isinstance(partition.get("context"), dict) and _key(partition["context"]) == key:
-                return partition
-        return None
+        if state is None:
+            self._indexed_partitions()
+            state = self._index.get(key)
+        return state
+
+    def _indexed_partitions(self) -> list[dict[str, Any]]:
+        """The SDK's partitions list, every entry of it in the index (each indexed once)."""
+        partitions = self.get_state_partitions() or []
+        for partition in partitions[self._indexed :]:
+            if isinstance(partition.get("context"), dict):
+                self._index.setdefault(_key(partition["context"]), partition)
+        self._indexed = len(partitions)
+        return partitions
 
 
 def _key(context: Any) -> tuple[tuple[str, Any], ...]:
