@@ -13,10 +13,14 @@ scheduling, and on two cores, CPU times that add up to twice the elapsed time ar
 the machine. Requests that all fit in one second's budget have a best schedule of 0 s and
 no ratio (nan): their elapsed time is the figure. Last, the tap's peak RSS on a 50,000-fill
 and a 200,000-fill wallet (medians of three interleaved rounds).
+With `--latency-before-count`, the simulator sleeps each request's latency before it counts
+it (a network in front of the server's counter, not after it): requests that left evenly
+spaced arrive unevenly, and the limiter's slack and its widening on 429 are what is tried.
 Traffic stays on 127.0.0.1.
 
 Usage: `make bench` runs this after bench/run.py; alone: `.venv/bin/python bench/rate.py
-[--quick] [--repeats N] [--tiers dev,pro] [--mixes tiny] [--pages 100] [--max-fills 1000000]`.
+[--quick] [--repeats N] [--tiers dev,pro] [--mixes tiny] [--pages 100] [--max-fills 1000000]
+[--latency-before-count]`.
 """
 
 from __future__ import annotations
@@ -69,13 +73,10 @@ class TimedSimulator(DomeSimulator):
         self._arrivals: list[float] = []
         self._arrivals_lock = threading.Lock()
 
-    def dispatch(
-        self, method: str, path: str, query: str, authorization: str | None, body: bytes = b""
-    ) -> Any:
-        if "/_sim" not in path:
-            with self._arrivals_lock:
-                self._arrivals.append(time.monotonic())
-        return super().dispatch(method, path, query, authorization, body)
+    def _count(self, wallet: str | None, route: str | None) -> None:
+        with self._arrivals_lock:
+            self._arrivals.append(time.monotonic())
+        super()._count(wallet, route)
 
     def stats(self) -> dict[str, Any]:
         snapshot = super().stats()
@@ -89,13 +90,17 @@ class TimedSimulator(DomeSimulator):
 def serve(spec: dict[str, Any]) -> None:
     """Child process: serve `spec`'s dataset until SIGTERM; print one JSON banner line."""
     specs = [WalletSpec(count, span=span) for count, span in spec["wallets"]]
+    latency = (spec["latency_ms"][0] / 1000, spec["latency_ms"][1] / 1000)
+    before = spec.get("before_count", False)
     sim = TimedSimulator(
         seed=spec["seed"],
         api_key=API_KEY,
         dataset=Dataset.custom(specs, seed=spec["seed"]),
         rate_limit=tuple(spec["rate_limit"]) if spec["rate_limit"] else None,
-        latency=(spec["latency_ms"][0] / 1000, spec["latency_ms"][1] / 1000),
+        latency=(0.0, 0.0) if before else latency,
     )
+    if before:  # on the way in: requests are counted unevenly, however evenly they left
+        sim.set_faults(arrival_latency=latency)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with sim:
@@ -233,13 +238,17 @@ def run_tap(spec: dict[str, Any], settings: dict[str, Any], workdir: Path) -> di
     }
 
 
-def run_case(case: Case, workdir: Path, extra: dict[str, Any], seed: int) -> dict[str, Any]:
-    """One run of a case: its numbers against the best schedule."""
+def run_case(
+    case: Case, workdir: Path, extra: dict[str, Any], seed: int, *, before_count: bool = False
+) -> dict[str, Any]:
+    """One run of a case: its numbers against the best schedule; `before_count`: the
+    latency lies in front of the server's counter (see the simulator's arrival_latency)."""
     spec = {
         "wallets": case.wallets(),
         "seed": seed,
         "rate_limit": TIERS[case.tier],
         "latency_ms": LATENCY_MS,
+        "before_count": before_count,
     }
     settings = {"api_tier": case.tier, "page_size": case.page, **extra}
     run = run_tap(spec, settings, workdir)
@@ -309,6 +318,11 @@ def main() -> None:
         help=f"the most fills of a case (default {MAX_FILLS:,}; 1000000 for a million-fill wallet)",
     )
     parser.add_argument(
+        "--latency-before-count",
+        action="store_true",
+        help="the simulator sleeps the latency before it counts a request, not after",
+    )
+    parser.add_argument(
         "--setting",
         action="append",
         default=[],
@@ -333,9 +347,11 @@ def main() -> None:
     ]
     workdir = Path(tempfile.mkdtemp(prefix="tap-dome-rate-"))
     settings = ", ".join(f"{k}={v}" for k, v in extra.items()) or "defaults"
+    where = " before the server counts" if args.latency_before_count else ""
     print(
         f"Requests sent vs the best schedule of the tier's two budgets; latency "
-        f"{LATENCY_MS[0]}-{LATENCY_MS[1]} ms; tap settings: api_tier, page_size, {settings}; "
+        f"{LATENCY_MS[0]}-{LATENCY_MS[1]} ms{where}; "
+        f"tap settings: api_tier, page_size, {settings}; "
         f"{args.repeats} run(s) per case (medians; 429s, window maxima and gaps: the worst)"
     )
     header = (
@@ -345,7 +361,10 @@ def main() -> None:
     )
     print(header, flush=True)
     for case in cases:
-        runs = [run_case(case, workdir, extra, seed=7 + i) for i in range(args.repeats)]
+        runs = [
+            run_case(case, workdir, extra, seed=7 + i, before_count=args.latency_before_count)
+            for i in range(args.repeats)
+        ]
         row = median_row(runs)
         budget = TIERS[case.tier]
         print(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs
@@ -350,7 +351,10 @@ class SimulatorCore:
                 return self._dispatch_control(method, route[len(prefix) :], query, body), False
         params = parse_qs(query, keep_blank_values=True)
         user = (params.get("user") or [""])[0].strip().lower()
-        self._stats.arrive(user or None, API_ROUTES.get(route))
+        delay = self.faults.arrival_latency()
+        if delay:  # on its way in: counted and rate limited only once it arrives
+            time.sleep(delay)
+        self._count(user or None, API_ROUTES.get(route))
         try:
             response = self._dispatch_api(method, route, params, authorization)
         except Exception as exc:  # a simulator bug must surface as a 500, not a hang
@@ -360,6 +364,10 @@ class SimulatorCore:
             None if response.drop else response.status, response.rows, limited=response.limited
         )
         return response, True
+
+    def _count(self, wallet: str | None, route: str | None) -> None:
+        """A request reaches the counter (after any ``arrival_latency``)."""
+        self._stats.arrive(wallet, route)
 
     def done(self) -> None:
         """A counted request has been answered (or dropped)."""

@@ -63,6 +63,9 @@ class Faults:
     - ``fail_next`` / ``fail_every``: ``{kind: n}``; see the module docstring.
     - ``fail_routes``: the endpoints (``ROUTES``) injected failures hit; empty: all of them.
     - ``latency``: ``(min_s, max_s)`` added to every API request, uniform and seeded.
+    - ``arrival_latency``: ``(min_s, max_s)`` slept before a request is counted and rate
+      limited (uniform, seeded): latency on the way in, in front of the server's counter,
+      so requests that left a client evenly spaced are counted unevenly.
     - ``timeout_sleep``: how long the ``timeout`` kind stalls.
     """
 
@@ -78,6 +81,7 @@ class Faults:
     fail_every: Mapping[str, int] = field(default_factory=dict)
     fail_routes: tuple[str, ...] = ()
     latency: tuple[float, float] = (0.0, 0.0)
+    arrival_latency: tuple[float, float] = (0.0, 0.0)
     timeout_sleep: float = 5.0
 
     def merged(self, **changes: Any) -> Faults:
@@ -99,6 +103,7 @@ class Faults:
         out["fail_routes"] = list(self.fail_routes)
         out["rate_limit"] = list(self.rate_limit) if self.rate_limit else None
         out["latency"] = list(self.latency)
+        out["arrival_latency"] = list(self.arrival_latency)
         return out
 
 
@@ -185,6 +190,7 @@ _VALIDATORS = {
     "fail_every": _kinds,
     "fail_routes": _routes,
     "latency": _latency,
+    "arrival_latency": _latency,
     "timeout_sleep": _seconds,
 }
 
@@ -196,6 +202,7 @@ class FaultController:
         self._lock = threading.Lock()
         self._base = base
         self._rng = random.Random(f"dome-sim:{seed}:latency")
+        self._arrival_rng = random.Random(f"dome-sim:{seed}:arrival")
         self._faults = base
         self._limiter: SlidingWindowLimiter | None = None
         self._next: list[list[Any]] = []
@@ -249,6 +256,14 @@ class FaultController:
             return 0.0
         with self._lock:
             return self._rng.uniform(low, high)
+
+    def arrival_latency(self) -> float:
+        """How long this request takes to reach the counter (seeded uniform draw)."""
+        low, high = self._faults.arrival_latency
+        if high <= 0.0:
+            return 0.0
+        with self._lock:
+            return self._arrival_rng.uniform(low, high)
 
     def admit(self) -> float | None:
         """Rate limit: None when admitted, else seconds until a slot frees."""

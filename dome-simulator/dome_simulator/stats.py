@@ -1,10 +1,11 @@
 """Request statistics, so tests can check what a client actually did.
 
-Requests are counted at arrival (before latency, auth or faults), including the
-ones answered with 429 or an injected failure, so ``max_in_1s``/``max_in_10s`` show
-the client's real peak rates over sliding windows ``(t - 1, t]`` and ``(t - 10, t]``.
-``rate_limited`` counts the 429s the rate-limit budget gave (``by_status[429]`` also
-counts injected ones); ``max_in_flight`` is the most requests open at once.
+Requests are counted at arrival (after any ``arrival_latency``; before latency, auth or
+faults), including the ones answered with 429 or an injected failure, so
+``max_in_1s``/``max_in_10s`` show the client's real peak rates over sliding windows
+``(t - 1, t]`` and ``(t - 10, t]``. ``rate_limited`` counts the 429s the rate-limit budget
+gave (``by_status[429]`` also counts injected ones); ``max_in_flight`` is the most requests
+open at once.
 """
 
 from __future__ import annotations

@@ -488,6 +488,33 @@ def test_latency_does_not_block_other_requests(client: requests.Session) -> None
         assert sim.stats()["max_in_flight"] == 6
 
 
+def test_arrival_latency_is_slept_before_the_request_is_counted(
+    client: requests.Session,
+) -> None:
+    with DomeSimulator(api_key=KEY, dataset=Dataset.custom([3]), rate_limit=(1, 100)) as sim:
+        wallet = sim.wallets[0]
+        assert sim.set_faults(arrival_latency=(0.6, 0.6))["arrival_latency"] == [0.6, 0.6]
+        codes: list[int] = []
+        sent = threading.Thread(
+            target=lambda: codes.append(get(client, sim, user=wallet).status_code)
+        )
+        started = time.monotonic()
+        sent.start()
+        time.sleep(0.3)
+        assert sim.stats()["requests"] == 0  # on its way in: not counted yet
+        sent.join()
+        assert time.monotonic() - started >= 0.6
+        assert codes == [200]
+        assert sim.stats()["requests"] == 1
+        # 1.1 s after the first left but 0.5 s after it was counted: the budget of one a
+        # second sees requests as they arrive.
+        sim.set_faults(arrival_latency=(0.0, 0.0))
+        time.sleep(max(0.0, started + 1.1 - time.monotonic()))
+        assert get(client, sim, user=wallet).status_code == 429
+        with pytest.raises(ValueError, match="latency"):
+            sim.set_faults(arrival_latency=(0.5, 0.1))
+
+
 # ---------------------------------------------------------------- server & control
 
 

@@ -59,10 +59,11 @@ class DomeNotFound(Exception):
 class _Retryable(Exception):
     """A failure worth another try; `wait` is the server's Retry-After, if any."""
 
-    def __init__(self, reason: str, wait: float | None = None) -> None:
+    def __init__(self, reason: str, wait: float | None = None, *, limited: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.wait = wait
+        self.limited = limited  # a 429
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -198,6 +199,8 @@ class PageFetcher:
                 delay = self._backoff(attempt, failure.wait)
                 if failure.wait is not None:
                     self._limiter.pause(delay)
+                if failure.limited:
+                    self._widen_slack()
                 self._stats.add(retries=1)
                 self._logger.warning(
                     "Retrying in %.1fs (attempt %d of %d): %s; request: %s",
@@ -208,6 +211,18 @@ class PageFetcher:
                     describe_params(params),
                 )
                 self._sleep(delay)
+
+    def _widen_slack(self) -> None:
+        """A 429 although the limiter kept the budgets: leave more margin from now on."""
+        slack = self._limiter.widen()
+        if slack is not None:
+            self._logger.warning(
+                "Dome answered 429 although the tap kept the tier's budgets: the server "
+                "counts requests later than they leave, or another client uses the same key "
+                "(or `api_tier` / `requests_per_second` is above the key's tier); the "
+                "limiter's margin on its shortest window is %.2fs from now on.",
+                slack,
+            )
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -250,7 +265,7 @@ class PageFetcher:
         if status == 429:
             self._stats.add(rate_limited=1)
             wait = retry_after_seconds(response.headers.get("Retry-After"))
-            raise _Retryable("HTTP 429 Too Many Requests", wait)
+            raise _Retryable("HTTP 429 Too Many Requests", wait, limited=True)
         if status >= 500 or status in (408, 425):
             wait = retry_after_seconds(response.headers.get("Retry-After"))
             raise _Retryable(f"HTTP {status} {_api_message(response)[:120]}", wait)

@@ -30,6 +30,13 @@ from collections.abc import Callable
 # (whose per-second budget is also its sustained rate) is the ceiling: about 0.87.
 WINDOW_SLACK_SECONDS = 0.15
 WINDOW_SLACK_SHARE = 0.03
+# A 429 although the log kept every budget means the server counts requests further from
+# when they left than the slack allows (latency before its counter, more jitter than
+# measured here) or that another client spends the same key's budget. Each such 429 widens
+# every window's slack by SLACK_GROWTH, at most once per shortest window (one clash brings
+# several 429s at once), up to MAX_SLACK_SHARE of the window (0.5 s of 1 s).
+SLACK_GROWTH = 1.5
+MAX_SLACK_SHARE = 0.5
 # Consecutive slots are at least this share of a budget's average gap (window / limit)
 # apart: bursts still run at twice the budget's average rate.
 SPACING_SHARE = 0.5
@@ -51,8 +58,11 @@ class RateLimiter:
     ) -> None:
         if not budgets or any(window <= 0 or limit < 1 for window, limit in budgets):
             raise ValueError(f"rate budgets must be positive, got {budgets!r}")
-        self._budgets = [(window + window_slack(window), int(limit)) for window, limit in budgets]
+        self._windows = [(float(window), int(limit)) for window, limit in budgets]
+        self._slack = [window_slack(window) for window, _ in self._windows]
+        self._budgets = self._with_slack()
         self._keep = max(limit for _, limit in self._budgets)  # entries the budgets look at
+        self._widened_at: float | None = None
         self._log: list[float] = []  # send times, sorted; reservations in the future too
         self._spacing = SPACING_SHARE * max(window / limit for window, limit in budgets)
         self._paused_until = 0.0
@@ -68,6 +78,36 @@ class RateLimiter:
         # Below one per second, the budget is "one request per 1/rate seconds".
         first = (1.0, int(per_second)) if per_second >= 1 else (1.0 / per_second, 1)
         return cls([first, (10.0, per_10_seconds)])
+
+    def _with_slack(self) -> list[tuple[float, int]]:
+        return [
+            (w + slack, limit) for (w, limit), slack in zip(self._windows, self._slack, strict=True)
+        ]
+
+    @property
+    def slack(self) -> float:
+        """The seconds added to the shortest window (see WINDOW_SLACK_SECONDS, `widen`)."""
+        return self._slack[self._windows.index(min(self._windows))]
+
+    def widen(self) -> float | None:
+        """After a 429 that the log did not foresee: widen every window's slack (see
+        SLACK_GROWTH). Returns the shortest window's new slack; None when it was widened
+        less than that window ago (the same clash) or every slack is at its cap."""
+        with self._lock:
+            now = self._clock()
+            shortest = min(window for window, _ in self._budgets)
+            if self._widened_at is not None and now - self._widened_at < shortest:
+                return None
+            wider = [
+                min(MAX_SLACK_SHARE * window, slack * SLACK_GROWTH)
+                for (window, _), slack in zip(self._windows, self._slack, strict=True)
+            ]
+            if wider == self._slack:
+                return None
+            self._slack = wider
+            self._budgets = self._with_slack()
+            self._widened_at = now
+        return self.slack
 
     @property
     def burst_rate(self) -> float:

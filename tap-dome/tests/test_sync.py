@@ -120,6 +120,10 @@ def test_rate_limit_429_honours_retry_after(tmp_path: Path, simulator_factory: A
     assert run.returncode == 0, run.stderr[-3000:]
     assert_exact(run.records, sim.truth())
     assert sim.stats()["by_status"].get("429", sim.stats()["by_status"].get(429, 0)) > 0
+    # The tap's budget (the free tier's 10/s) is above the server's: each clash widens the
+    # limiter's margin (once per window), and the warning says what may be wrong.
+    assert "limiter's margin on its shortest window is 0.22s" in run.stderr
+    assert "`api_tier`" in run.stderr
 
 
 def test_bad_key_fails_at_once_naming_the_setting_never_the_key(

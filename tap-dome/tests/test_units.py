@@ -14,7 +14,13 @@ from tap_dome.errors import DomePaginationError
 from tap_dome.fetch import describe_params, retry_after_seconds
 from tap_dome.page import attach_page, parse_page
 from tap_dome.pagination import DomePaginator, PageToken
-from tap_dome.ratelimit import SPACING_SHARE, RateLimiter, window_slack
+from tap_dome.ratelimit import (
+    MAX_SLACK_SHARE,
+    SLACK_GROWTH,
+    SPACING_SHARE,
+    RateLimiter,
+    window_slack,
+)
 from tap_dome.records import RecordBuilder, order_id
 from tap_dome.settings import load_wallets, parse_time, resolve
 
@@ -160,6 +166,55 @@ def test_limiter_pause_holds_everyone() -> None:
     limiter.pause(5.0)
     limiter.acquire()
     assert clock.now >= 5.0
+
+
+def test_a_429_the_limiter_did_not_foresee_widens_its_slack_once_per_window() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter([(1.0, 10), (10.0, 1000)], clock=clock.time, sleep=clock.sleep)
+    assert limiter.slack == window_slack(1.0)
+    assert limiter.widen() == pytest.approx(window_slack(1.0) * SLACK_GROWTH)
+    assert limiter.widen() is None  # the same clash: several 429s, one widening
+    slacks = []
+    for _ in range(10):
+        clock.now += 2.0
+        slacks.append(limiter.widen())
+    assert slacks[0] == pytest.approx(window_slack(1.0) * SLACK_GROWTH**2)
+    assert max(s for s in slacks if s is not None) == pytest.approx(MAX_SLACK_SHARE)
+    assert slacks[-1] is None  # every window at its cap
+    # Eleven requests now span the 1 s window plus the wider slack.
+    sends = []
+    for _ in range(11):
+        limiter.acquire()
+        sends.append(clock.now)
+    assert sends[-1] - sends[0] >= 1.0 + MAX_SLACK_SHARE
+
+
+def _late_counting_server(widen: bool) -> list[int]:
+    """Indexes of the requests a server refuses when it counts each request up to 0.4 s
+    after it left (more than the default slack), for a client that widens on 429 or not."""
+    clock = FakeClock()
+    limiter = RateLimiter([(1.0, 10), (10.0, 1000)], clock=clock.time, sleep=clock.sleep)
+    delays = [0.4 * ((i * 7919) % 101) / 100 for i in range(400)]  # spread over [0, 0.4]
+    counted: list[float] = []
+    refused = []
+    for index, delay in enumerate(delays):
+        limiter.acquire()
+        arrival = clock.now + delay
+        if sum(1 for t in counted if arrival - 1.0 < t <= arrival) >= 10:
+            refused.append(index)
+            if widen:
+                limiter.widen()
+        else:
+            counted.append(arrival)
+    return refused
+
+
+def test_widening_stops_the_429s_of_a_server_that_counts_late() -> None:
+    without, with_widening = _late_counting_server(False), _late_counting_server(True)
+    assert sum(i >= 200 for i in without) >= 3  # the default slack alone keeps failing
+    assert with_widening
+    assert all(i < 200 for i in with_widening)
+    assert len(with_widening) < len(without) / 3
 
 
 def test_limiter_fractional_rate() -> None:
