@@ -1,8 +1,9 @@
 """Rate benchmark: does the tap use its API tier under real latency, whatever the wallet mix?
 
 For each tier x wallet mix x page size, a simulator enforcing the tier's two budgets with
-network latency serves a seeded dataset, and the real tap CLI reads it (records to
-/dev/null). Per case it prints the requests sent, the time from the first to the last
+network latency serves a seeded dataset (its wallets trade up to a thousand markets between
+them, as a real wallet list does), and the real tap CLI reads it (records to /dev/null), every
+stream selected. Per case it prints the requests sent, the time from the first to the last
 request, the best schedule the two budgets allow for that many requests (each request at
 the earliest moment both sliding windows permit), their ratio, the 429s, the most
 requests in any 1 s and 10 s window (counted by the simulator), the shortest time in
@@ -57,6 +58,9 @@ QUICK_REQUESTS = {"free": 60, "dev": 600, "pro": 1800}
 MAX_FILLS = 200_000
 MIXES = ("mid+small", "tiny", "huge")
 LATENCY_MS = (100, 300)
+# Markets the wallets of a case trade between them, beside the simulator's 16 templates: a
+# real wallet list trades thousands, and the markets stream reads them 100 per request.
+MARKETS = 1000
 # Peak RSS of one wallet of each size: memory must not grow with the wallet.
 MEMORY_FILLS = (50_000, 200_000)
 MEMORY_ROUNDS = 3
@@ -95,7 +99,7 @@ def serve(spec: dict[str, Any]) -> None:
     sim = TimedSimulator(
         seed=spec["seed"],
         api_key=API_KEY,
-        dataset=Dataset.custom(specs, seed=spec["seed"]),
+        dataset=Dataset.custom(specs, seed=spec["seed"], markets=spec.get("markets", 0)),
         rate_limit=tuple(spec["rate_limit"]) if spec["rate_limit"] else None,
         latency=(0.0, 0.0) if before else latency,
     )
@@ -249,6 +253,7 @@ def run_case(
         "rate_limit": TIERS[case.tier],
         "latency_ms": LATENCY_MS,
         "before_count": before_count,
+        "markets": MARKETS,
     }
     settings = {"api_tier": case.tier, "page_size": case.page, **extra}
     run = run_tap(spec, settings, workdir)

@@ -77,10 +77,11 @@ class Dataset:
         seed: int = 0,
         now: float | None = None,
         fills: Iterable[Fill] = (),
+        markets: int = 0,
     ) -> None:
         self.seed = seed
         self.now = int(time.time() if now is None else now)
-        self.markets = MarketPool(seed, self.now)
+        self.markets = MarketPool(seed, self.now, extra=markets)
         self._specs: dict[str, WalletSpec] = {}
         for index, spec in enumerate(specs):
             address = (spec.address or wallet_address(seed, spec.role or f"w{index}")).lower()
@@ -153,8 +154,10 @@ class Dataset:
         now: float | None = None,
         span: float = 30 * DAY,
         end_gap: float = 180.0,
+        markets: int = 0,
     ) -> Dataset:
-        """Explicit wallets: ``{address: count}``, or counts / :class:`WalletSpec` items."""
+        """Explicit wallets: ``{address: count}``, or counts / :class:`WalletSpec` items;
+        ``markets`` plain open markets beside the template ones, traded like them."""
         if isinstance(wallets, Mapping):
             specs = [
                 WalletSpec(n, address=a, span=span, end_gap=end_gap) for a, n in wallets.items()
@@ -164,7 +167,7 @@ class Dataset:
                 w if isinstance(w, WalletSpec) else WalletSpec(w, span=span, end_gap=end_gap)
                 for w in wallets
             ]
-        return cls(specs, seed=seed, now=now)
+        return cls(specs, seed=seed, now=now, markets=markets)
 
     @classmethod
     def from_fills(

@@ -149,7 +149,11 @@ class Order:
 class MarketPool:
     """The markets of one dataset, plus factories for orders and fills on them."""
 
-    def __init__(self, seed: int, now: int = 0) -> None:
+    def __init__(self, seed: int, now: int = 0, *, extra: int = 0) -> None:
+        """The template markets, then `extra` plain open ones (a wallet list that trades
+        thousands of markets, as real ones do: the markets stream then needs many requests)."""
+        if extra < 0:
+            raise ValueError("extra markets must be >= 0")
         rng = random.Random(f"dome-sim:{seed}:markets")
         markets = []
         for title, slug, labels, neg_risk in _TEMPLATES:
@@ -172,6 +176,21 @@ class MarketPool:
                     winner,
                     tags,
                     event_slug,
+                )
+            )
+        extra_rng = random.Random(f"dome-sim:{seed}:extra-markets")
+        for index in range(extra):
+            token_ids = (str(extra_rng.getrandbits(256)), str(extra_rng.getrandbits(256)))
+            markets.append(
+                Market(
+                    f"Market {index}: will it happen?",
+                    f"market-{index}",
+                    _hex(extra_rng, 32),
+                    token_ids,
+                    ("Yes", "No"),
+                    index % 3 == 0,
+                    tags=("Other",),
+                    event_slug=f"event-{index // 10}",
                 )
             )
         self.now = now

@@ -10,11 +10,16 @@ as the limit needs them.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import math
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 # Before the first answer the latency is unknown: assume a slow network (more in flight
 # costs only a few idle threads; too few would waste the first seconds of the budget).
@@ -143,3 +148,46 @@ class WorkerPool:
             task()
             with self._lock:
                 self._idle += 1
+
+
+def ordered_map(task: Callable[[T], R], items: Iterable[T], width: int, name: str) -> Iterator[R]:
+    """`task` over `items` on up to `width` threads at once; the results in `items`' order.
+
+    For requests that do not depend on each other (markets by id, wallet lookups): one at a
+    time, each would wait a round trip, and the tier's rate needs many in flight (see
+    ConcurrencyGate). At most `width` results wait for the caller, so memory stays bounded
+    however many items there are. A task's exception is raised in the caller, at its place
+    in the order; tasks still running then end on their own (daemon threads, WorkerPool).
+    """
+    pending = iter(items)
+    if width <= 1:
+        yield from map(task, pending)
+        return
+    pool = WorkerPool(name)
+    boxes: deque[queue.SimpleQueue[tuple[bool, R | BaseException]]] = deque()
+
+    def submit(item: T) -> None:
+        box: queue.SimpleQueue[tuple[bool, R | BaseException]] = queue.SimpleQueue()
+
+        def run() -> None:
+            try:
+                box.put((True, task(item)))
+            except BaseException as exc:  # raised in the caller's thread
+                box.put((False, exc))
+
+        boxes.append(box)
+        pool.submit(run)
+
+    try:
+        for item in itertools.islice(pending, width):
+            submit(item)
+        while boxes:
+            ok, value = boxes.popleft().get()
+            if not ok:
+                assert isinstance(value, BaseException)
+                raise value
+            for item in itertools.islice(pending, 1):
+                submit(item)
+            yield value  # type: ignore[misc]
+    finally:
+        pool.close()

@@ -17,6 +17,7 @@ from typing import Any
 
 from tap_dome.client import DomeClient
 from tap_dome.codec import EncoderPool
+from tap_dome.concurrency import ConcurrencyGate
 from tap_dome.settings import RunSettings
 from tap_dome.wallets import resolve_wallets
 from tap_dome.windows import Window
@@ -93,4 +94,12 @@ class Services:
             as_eoas=settings.wallets_are_eoas,
             client=self.client,
             logger=self._logger,
+            width=self.lookups_in_flight,
         )
+
+    @property
+    def lookups_in_flight(self) -> int:
+        """Independent requests (markets by id, wallet lookups) to keep in flight at once:
+        what the tier's rate needs at a guessed latency, within `max_concurrency`."""
+        limiter = self.client.limiter
+        return ConcurrencyGate(limiter.burst_rate, self.settings.max_concurrency).limit

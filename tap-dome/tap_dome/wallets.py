@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+from tap_dome.concurrency import ordered_map
 from tap_dome.errors import DomeConfigError
 from tap_dome.settings import MAX_INVALID_SHOWN, WALLET_RE
 
+# Lookups in flight at once unless the caller says (services.py sizes it from the tier).
 LOOKUP_THREADS = 8
 
 
@@ -32,8 +33,10 @@ def resolve_wallets(
     as_eoas: bool,
     client: WalletLookup,
     logger: logging.Logger,
+    width: int = LOOKUP_THREADS,
 ) -> tuple[str, ...]:
-    """Proxy wallets for `entries` (order kept, de-duplicated), or one error naming all misses."""
+    """Proxy wallets for `entries` (order kept, de-duplicated), or one error naming all misses;
+    up to `width` lookups in flight at once (the shared limiter sets their rate)."""
 
     def query(entry: str) -> dict[str, str] | None:
         if entry.startswith("@"):
@@ -50,8 +53,7 @@ def resolve_wallets(
             return None
         return proxy.lower()
 
-    with ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="dome-wallet") as pool:
-        proxies = list(pool.map(lookup, entries))
+    proxies = list(ordered_map(lookup, entries, width, "dome-wallet"))
     unknown = [entry for entry, proxy in zip(entries, proxies, strict=True) if proxy is None]
     if unknown:
         shown = ", ".join(unknown[:MAX_INVALID_SHOWN])

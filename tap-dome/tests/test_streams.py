@@ -79,6 +79,31 @@ def test_markets_cover_every_fill_and_unresolved_ones_are_read_again(
     assert target not in left
 
 
+def test_thousands_of_markets_are_read_many_requests_at_once_in_order(
+    tmp_path: Path, simulator_factory: Any
+) -> None:
+    sim = simulator_factory(Dataset.custom([1500, 900, 400], seed=54, markets=1200))
+    config = tap_config(sim, page_size=1000, max_concurrency=16)
+    first = run_tap(tmp_path / "1", config, streams=("orders", "markets"))
+    assert first.returncode == 0, first.stderr[-3000:]
+    traded = {f["condition_id"] for f in sim.truth()}
+    assert len(traded) > 500  # more than five requests of 100 ids
+    read = [m["condition_id"] for m in first.stream("markets")]
+    assert set(read) == traded
+    assert read == sorted(read)  # in the order asked, however the answers came back
+    # Only the markets an earlier run left unresolved, re-read: requests overlap.
+    pending = (first.last_state or {})["bookmarks"]["markets"]["unresolved_condition_ids"]
+    assert len(pending) > 500
+    sim.reset_stats()
+    sim.set_faults(latency=(0.2, 0.2))
+    second = run_tap(tmp_path / "2", config, state=first.last_state, streams=("markets",))
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert sorted(m["condition_id"] for m in second.stream("markets")) == pending
+    stats = sim.stats()
+    assert stats["requests_by_route"] == {"markets": -(-len(pending) // 100)}
+    assert stats["max_in_flight"] >= 8  # of ten requests (one at a time before)
+
+
 def _audits(run: Any) -> dict[str, dict[str, Any]]:
     return {a["wallet"]: a for a in run.stream("wallet_audits")}
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 import requests
 from singer_sdk.exceptions import ConfigValidationError
 
+from tap_dome.concurrency import ordered_map
 from tap_dome.errors import DomePaginationError
 from tap_dome.fetch import describe_params, retry_after_seconds
 from tap_dome.page import attach_page, parse_page
@@ -287,3 +290,38 @@ def test_activity_id_matches_the_contract_with_and_without_log_index() -> None:
     assert activity_id(legacy) == oracle(legacy)
     assert activity_id(legacy).startswith("0xabc:h")
     assert activity_id({**legacy, "side": "MERGE"}) != activity_id(legacy)
+
+
+def test_ordered_map_keeps_the_order_runs_at_once_and_holds_at_most_its_width() -> None:
+    started: list[int] = []
+    lock = threading.Lock()
+    gate = threading.Barrier(4, timeout=10)  # four tasks must run at once to pass it
+
+    def task(item: int) -> int:
+        with lock:
+            started.append(item)
+        if item < 4:
+            gate.wait()
+        time.sleep(0.02 * (item % 3))  # later items often finish first
+        return item * 10
+
+    results = ordered_map(task, range(20), 4, "test-map")
+    assert next(results) == 0
+    with lock:
+        assert len(started) <= 5  # the width, and the one submitted as 0 was taken
+    assert list(results) == [i * 10 for i in range(1, 20)]
+    assert sorted(started) == list(range(20))
+
+
+def test_ordered_map_raises_a_task_error_at_its_place() -> None:
+    def task(item: int) -> int:
+        if item == 3:
+            raise ValueError("item 3 failed")
+        return item
+
+    results = ordered_map(task, range(10), 4, "test-map")
+    got = [next(results) for _ in range(3)]
+    assert got == [0, 1, 2]
+    with pytest.raises(ValueError, match="item 3"):
+        next(results)
+    assert list(ordered_map(task, range(3), 1, "test-map")) == [0, 1, 2]  # one at a time
