@@ -12,8 +12,12 @@ the tap's and the simulator's CPU time (the simulator's while it serves): a case
 CPU time nears its elapsed time is bound by the tap's per-record cost, not by its
 scheduling, and on two cores, CPU times that add up to twice the elapsed time are bound by
 the machine. Requests that all fit in one second's budget have a best schedule of 0 s and
-no ratio (nan): their elapsed time is the figure. Last, the tap's peak RSS on a 50,000-fill
-and a 200,000-fill wallet (medians of three interleaved rounds).
+no ratio (nan): their elapsed time is the figure. Beside the ratio, the "ceiling": the best
+schedule over the time the tap's own limiter (its slack and spacing) needs for that many
+requests, all ready at once: the most any fetching schedule of the tap could reach. Last,
+the tap's peak RSS on a 50,000-fill and a 200,000-fill wallet (medians of three
+interleaved rounds).
+
 With `--latency-before-count`, the simulator sleeps each request's latency before it counts
 it (a network in front of the server's counter, not after it): requests that left evenly
 spaced arrive unevenly, and the limiter's slack and its widening on 429 are what is tried.
@@ -46,6 +50,7 @@ from typing import Any
 import requests
 
 from dome_simulator import Dataset, DomeSimulator, WalletSpec
+from tap_dome.ratelimit import RateLimiter
 
 API_KEY = "bench-key"
 DAY = 86_400
@@ -190,6 +195,21 @@ def best_schedule(requests: int, budgets: tuple[int, int]) -> float:
     return times[-1] if times else 0.0
 
 
+def limiter_schedule(requests: int, budgets: tuple[int, int]) -> float:
+    """When the last of `requests` leaves the tap's own rate limiter if every one is ready
+    at t = 0 (its slack and spacing: ratelimit.py), on a simulated clock: best_schedule
+    over this is the most any fetching schedule of the tap can reach (its "ceiling")."""
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    limiter = RateLimiter([(1.0, budgets[0]), (10.0, budgets[1])], lambda: clock[0], sleep)
+    for _ in range(requests):
+        limiter.acquire()
+    return clock[0]
+
+
 def tightest(arrivals: list[float], limit: int) -> float:
     """The shortest time any `limit` + 1 consecutive arrivals took: under the budget's
     window, the server saw one request too many (with 0.1 s of slack, about 1.1 or 10.1
@@ -262,6 +282,7 @@ def run_case(
     best = best_schedule(sent, TIERS[case.tier])
     elapsed = stats["elapsed"]
     per_second, per_10s = TIERS[case.tier]
+    ceiling = limiter_schedule(sent, TIERS[case.tier])
     return {
         "gap_1s": tightest(stats["arrivals"], per_second),
         "gap_10s": tightest(stats["arrivals"], per_10s),
@@ -271,6 +292,8 @@ def run_case(
         # Requests that all fit in one second's budget have a best schedule of 0 s: no ratio
         # (the elapsed time is the figure then).
         "ratio": best / elapsed if best > 0 and elapsed > 0 else float("nan"),
+        # The most this tap's limiter allows for that many requests (limiter_schedule).
+        "ceiling": best / ceiling if best > 0 and ceiling > 0 else float("nan"),
         "429s": stats["by_status"].get("429", 0),
         "max_1s": stats["max_in_1s"],
         "max_10s": stats["max_in_10s"],
@@ -361,6 +384,7 @@ def main() -> None:
     )
     header = (
         f"{'case':<25} {'fills':>8} {'requests':>8} {'elapsed':>8} {'best':>6} {'ratio':>6} "
+        f"{'ceiling':>7} "
         f"{'429s':>5} {'max 1s':>6} {'max 10s':>7} {'gap 1s':>6} {'gap 10s':>7} {'wall':>6} "
         f"{'cpu':>6} {'sim cpu':>7} {'rss MiB':>7}"
     )
@@ -375,6 +399,7 @@ def main() -> None:
         print(
             f"{case.name:<25} {row['fills']:>8,} {row['requests']:>8,} "
             f"{row['elapsed']:>7.1f}s {row['best']:>5.1f}s {row['ratio']:>6.2f} "
+            f"{row['ceiling']:>7.2f} "
             f"{row['429s']:>5} {row['max_1s']:>3}/{budget[0]:<3}"
             f"{row['max_10s']:>5}/{budget[1]:<4}"
             f"{row['gap_1s']:>6.2f} {row['gap_10s']:>7.2f} "
