@@ -34,6 +34,9 @@ class RequestStats:
             self._by_status: Counter[int] = Counter()
             self._by_wallet: Counter[str] = Counter()
             self._by_route: Counter[str] = Counter()
+            # route -> [first, last] arrival, seconds since the statistics began
+            self._span_by_route: dict[str, list[float]] = {}
+            self._since = self._clock()
             self._rows = 0
             self._dropped = 0
             self._limited = 0
@@ -53,6 +56,8 @@ class RequestStats:
                 self._by_wallet[wallet] += 1
             if route:
                 self._by_route[route] += 1
+                at = round(now - self._since, 6)
+                self._span_by_route.setdefault(route, [at, at])[1] = at
             for window, span in ((self._last_1s, 1.0), (self._last_10s, 10.0)):
                 window.append(now)
                 while window[0] <= now - span:
@@ -80,8 +85,9 @@ class RequestStats:
     def snapshot(self) -> dict[str, Any]:
         """``requests, by_status, max_in_1s, max_in_10s, rows_served, rate_limited,
         requests_by_wallet, requests_by_route`` (API endpoints; unknown routes uncounted),
-        plus ``dropped`` (connections closed without a response) and
-        in-flight counts."""
+        ``arrivals_by_route`` (each route's first and last arrival, in seconds since the
+        statistics began or were reset: which endpoint's requests overlapped which), plus
+        ``dropped`` (connections closed without a response) and in-flight counts."""
         with self._lock:
             return {
                 "requests": self._requests,
@@ -92,6 +98,7 @@ class RequestStats:
                 "rate_limited": self._limited,
                 "requests_by_wallet": dict(self._by_wallet),
                 "requests_by_route": dict(self._by_route),
+                "arrivals_by_route": {r: list(span) for r, span in self._span_by_route.items()},
                 "dropped": self._dropped,
                 "in_flight": self._in_flight,
                 "max_in_flight": self._max_in_flight,

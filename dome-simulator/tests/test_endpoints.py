@@ -432,6 +432,22 @@ def test_one_rate_limit_budget_for_every_endpoint(
     }
 
 
+def test_each_endpoints_first_and_last_arrival_is_kept(
+    sim: DomeSimulator, client: requests.Session
+) -> None:
+    sim.reset_stats()
+    wallet = sim.roles["mixed"]
+    get_api(client, sim, "orders", user=wallet)
+    get_api(client, sim, "markets")
+    get_api(client, sim, "orders", user=wallet)
+    spans = sim.stats()["arrivals_by_route"]
+    assert set(spans) == {"orders", "markets"}
+    (orders_first, orders_last), (markets_first, markets_last) = spans["orders"], spans["markets"]
+    assert 0 <= orders_first < markets_first == markets_last < orders_last
+    sim.reset_stats()
+    assert sim.stats()["arrivals_by_route"] == {}
+
+
 def test_injected_failures_hit_every_endpoint_or_the_named_ones(
     sim: DomeSimulator, client: requests.Session
 ) -> None:

@@ -10,7 +10,7 @@ audit, the bookmarks they reached.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -28,12 +28,22 @@ class Observations:
     """Filled by the orders and activity streams as they run; read by markets and audits."""
 
     condition_ids: set[str] = field(default_factory=set)
+    # Told of the condition ids each page brings (markets.py reads them ahead of its turn).
+    on_new_markets: Callable[[list[str]], None] | None = None
     # wallet -> (window, the API's count for it, when that count came back)
     first_totals: dict[str, tuple[Window, int, float]] = field(default_factory=dict)
     # wallet -> the orders bookmark after this run (None: never read through anything)
     bookmarks: dict[str, int | None] = field(default_factory=dict)
     data_clock: int | None = None
     orders_synced: bool = False
+
+    def add_condition_ids(self, seen: Iterable[Any]) -> None:
+        """Note the markets a page traded (its `condition_id` values, lower-cased)."""
+        lowered = {c.lower() for c in seen if c and isinstance(c, str)}
+        new = [c for c in lowered if c not in self.condition_ids]
+        self.condition_ids.update(new)
+        if self.on_new_markets is not None:
+            self.on_new_markets(new)  # even none: the reader sends what it can now
 
 
 class Services:
@@ -54,17 +64,18 @@ class Services:
 
     def prefetch_after(self, name: str) -> None:
         """Start the fetching of the stream that syncs after `name`, if it is selected and
-        reads per wallet (run.py: the end of one stream overlaps the next one's start)."""
+        reads per wallet (run.py: the end of one stream overlaps the next one's start), and
+        let every selected stream after it that reads ahead of its turn begin (markets.py)."""
         names = list(self._streams())
         following = names[names.index(name) + 1 :] if name in names else []
-        for next_name in following:
-            stream = self._streams()[next_name]
-            if not stream.selected:
-                continue
-            prefetch = getattr(stream, "prefetch", None)
-            if callable(prefetch):
-                prefetch()
-            return
+        selected = [s for s in (self._streams()[n] for n in following) if s.selected]
+        prefetch = getattr(selected[0], "prefetch", None) if selected else None
+        if callable(prefetch):
+            prefetch()
+        for stream in selected:
+            read_ahead = getattr(stream, "read_ahead", None)
+            if callable(read_ahead):
+                read_ahead()
 
     @property
     def settings(self) -> RunSettings:

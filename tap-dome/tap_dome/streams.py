@@ -63,9 +63,7 @@ class WalletWindowStream(StreamHooks):
 
     def observe(self, condition_ids: set[Any]) -> None:
         """Note the markets a page traded (the `condition_id` values seen), for `markets`."""
-        self.services.observations.condition_ids.update(
-            c.lower() for c in condition_ids if c and isinstance(c, str)
-        )
+        self.services.observations.add_condition_ids(condition_ids)
 
     @override
     @property

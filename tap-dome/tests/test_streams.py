@@ -90,7 +90,7 @@ def test_thousands_of_markets_are_read_many_requests_at_once_in_order(
     assert len(traded) > 500  # more than five requests of 100 ids
     read = [m["condition_id"] for m in first.stream("markets")]
     assert set(read) == traded
-    assert read == sorted(read)  # in the order asked, however the answers came back
+    assert len(read) == len(traded)  # each once, read ahead or in the stream's turn
     # Only the markets an earlier run left unresolved, re-read: requests overlap.
     pending = (first.last_state or {})["bookmarks"]["markets"]["unresolved_condition_ids"]
     assert len(pending) > 500
@@ -98,10 +98,48 @@ def test_thousands_of_markets_are_read_many_requests_at_once_in_order(
     sim.set_faults(latency=(0.2, 0.2))
     second = run_tap(tmp_path / "2", config, state=first.last_state, streams=("markets",))
     assert second.returncode == 0, second.stderr[-3000:]
-    assert sorted(m["condition_id"] for m in second.stream("markets")) == pending
+    # Nothing read ahead (no stream before it): in the order asked, however the answers
+    # came back.
+    assert [m["condition_id"] for m in second.stream("markets")] == pending
     stats = sim.stats()
     assert stats["requests_by_route"] == {"markets": -(-len(pending) // 100)}
     assert stats["max_in_flight"] >= 8  # of ten requests (one at a time before)
+
+
+def test_markets_are_read_while_the_fills_still_come(
+    tmp_path: Path, simulator_factory: Any
+) -> None:
+    # The markets requests need only the ids: they overlap the orders stream's requests
+    # instead of waiting a round trip after its last page, markets an earlier run left
+    # unresolved included.
+    sim = simulator_factory(Dataset.custom([6000, 40, 30], seed=55, markets=900))
+    sim.set_faults(latency=(0.05, 0.05))
+    config = tap_config(sim, page_size=100, max_concurrency=8)
+    first = run_tap(tmp_path / "1", config, streams=("orders", "markets"))
+    assert first.returncode == 0, first.stderr[-3000:]
+    traded = {f["condition_id"] for f in sim.truth()}
+    assert len(traded) > 300
+    read = [m["condition_id"] for m in first.stream("markets")]
+    assert sorted(read) == sorted(traded)  # every one, once
+    stats = sim.stats()
+    spans = stats["arrivals_by_route"]
+    assert spans["markets"][0] < spans["orders"][1], spans  # before the last orders request
+    # Full chunks of 100 ahead, the rest in the turn: at most one request more than needed.
+    assert stats["requests_by_route"]["markets"] <= -(-len(traded) // 100) + 1
+
+    pending = (first.last_state or {})["bookmarks"]["markets"]["unresolved_condition_ids"]
+    assert len(pending) > 200
+    # An hour on, with new fills: the markets left unresolved are read while they come.
+    sim.advance(seconds=3600, new_fills_per_wallet=1500, wallets=[sim.wallets[0]])
+    sim.reset_stats()
+    second = run_tap(tmp_path / "2", config, state=first.last_state, streams=("orders", "markets"))
+    assert second.returncode == 0, second.stderr[-3000:]
+    again = [m["condition_id"] for m in second.stream("markets")]
+    assert sorted(again) == sorted(
+        set(pending) | {o["condition_id"] for o in second.stream("orders")}
+    )
+    spans = sim.stats()["arrivals_by_route"]
+    assert spans["markets"][0] < spans["orders"][1], spans
 
 
 def _audits(run: Any) -> dict[str, dict[str, Any]]:
