@@ -126,7 +126,8 @@ def serve_markets(store: Store, faults: Faults, params: Mapping[str, Sequence[st
     store.promote_due()
     now = store.clock.now()
     with store.lock:
-        matching = [m for m in store.catalog.describe(now) if query.matches(m)]
+        named = query.conditions or None  # by id: only those are described
+        matching = [m for m in store.catalog.describe(now, named) if query.matches(m)]
     if cursor is not None:
         total = cursor.total
         rest = [m for m in matching if m["condition_id"] > cursor.after]

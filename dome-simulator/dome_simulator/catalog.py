@@ -175,9 +175,13 @@ class Catalog:
 
     # ------------------------------------------------------------ API objects
 
-    def describe(self, now: float) -> list[dict[str, Any]]:
-        """Every market as the API serves it at data clock ``now``, by condition_id."""
-        return [self.to_api(self.markets[cid], now) for cid in sorted(self.markets)]
+    def describe(self, now: float, only: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Every market (or those of the condition ids ``only``) as the API serves it at data
+        clock ``now``, by condition_id. Looked up by id when named, as an indexed API does:
+        describing a thousand markets per request (~30 ms) held the store's lock long enough
+        to delay the counting of every other request."""
+        ids = sorted(self.markets) if only is None else sorted(set(only) & self.markets.keys())
+        return [self.to_api(self.markets[cid], now) for cid in ids]
 
     def to_api(self, market: Market, now: float) -> dict[str, Any]:
         """One market's JSON object at data clock ``now``."""

@@ -10,9 +10,10 @@ unresolved are kept in the stream's state. A market read again is a new record; 
 Its requests need no fill but the ids, so they do not wait for the stream's turn (after
 every fill and activity row): once the orders stream has sent a request for every wallet,
 each hundred ids that the pages written since bring, and those an earlier run left
-unresolved, are read at once (`MarketReader`), and the run does not end with a round trip of
-markets requests after its last fill. At most MAX_READ_AHEAD_IDS are read ahead; their
-pages wait as the API's text (about 1 KB a market) for the stream's turn.
+unresolved, are read (`MarketReader`: two requests at a time, in the budget the fills leave
+unused), and the run does not end with a round trip of markets requests after its last
+fill. At most MAX_READ_AHEAD_IDS are read ahead; their pages wait as the API's text (about
+1 KB a market) for the stream's turn.
 """
 
 from __future__ import annotations
@@ -48,6 +49,13 @@ MAX_READ_AHEAD_IDS = 10_000
 # read ahead too (so that the turn need not read them a round trip after the last fill); at
 # most once per full chunk read ahead (and once with none), so it adds few requests.
 QUIET_PAGES = 32
+# Requests read ahead in flight at once, and only while no request waits at the rate
+# limiter: a trickle in the budget the fills leave unused, never more load at full rate. A
+# server that does the work of a markets request (a hundred ids) before it counts the
+# requests that arrive meanwhile counts those late and bunched: with the simulator describing
+# every market for each such request (~30 ms under its lock), 64 and then 2 in flight beside
+# the Pro tier's orders at full rate drew 429s (301 requests counted within 0.82 s).
+AHEAD_IN_FLIGHT = 2
 UNRESOLVED_KEY = "unresolved_condition_ids"
 
 R = TypeVar("R")
@@ -63,7 +71,8 @@ class MarketReader(Generic[R]):
     """Reads markets by condition id in chunks, many at once, some before the stream's turn.
 
     `offer` (before the turn) takes ids as they are seen and reads each full chunk of new ones
-    at once, up to `width` chunks in flight and `limit` ids in all; the ids short of a full
+    at once while the limiter is not `busy`, up to `ahead_width` chunks in flight and `limit`
+    ids in all; the ids short of a full
     chunk go too once QUIET_PAGES offers in a row brought none new. `read` (the turn) reads
     what is left of the ids wanted, up to `width` chunks ahead of the caller, and yields every
     chunk's pages in the order the chunks were made. A chunk read ahead that failed is read
@@ -75,10 +84,14 @@ class MarketReader(Generic[R]):
         self,
         read: Callable[[list[str]], R],  # a chunk's pages
         width: Callable[[], int],
+        busy: Callable[[], bool] = lambda: False,  # does a request wait at the limiter?
         limit: int = MAX_READ_AHEAD_IDS,
+        ahead_width: int = AHEAD_IN_FLIGHT,
         name: str = "dome-markets",
     ) -> None:
         self._read = read
+        self._ahead_width = ahead_width
+        self._busy = busy
         self._width = functools.cache(width)  # the settings', fixed for the run
         self._limit = limit
         self._name = name
@@ -101,8 +114,10 @@ class MarketReader(Generic[R]):
                 self._offered.add(condition_id)
                 self._waiting.append(condition_id)
         self._quiet = 0 if len(self._waiting) > before else self._quiet + 1
-        width = self._width()
+        width = min(self._ahead_width, self._width())
         while self._waiting and len(self._chunks) - self._finished() < width:
+            if self._busy():
+                return
             size = min(IDS_PER_REQUEST, len(self._waiting))
             if self.read_ahead + size > self._limit:
                 return
@@ -179,7 +194,9 @@ class MarketsStream(Stream):
         super().__init__(tap)
         self.services = services
         self._known = frozenset(self.schema["properties"])
-        self._reader: MarketReader[list[Page]] = MarketReader(self._read, self._width)
+        self._reader: MarketReader[list[Page]] = MarketReader(
+            self._read, self._width, lambda: self.services.client.limiter.saturated
+        )
 
     def read_ahead(self) -> None:
         """Start reading markets before this stream's turn (the module docstring says why):

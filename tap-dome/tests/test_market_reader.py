@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tap_dome.markets import IDS_PER_REQUEST, QUIET_PAGES, MarketReader
+from tap_dome.markets import AHEAD_IN_FLIGHT, IDS_PER_REQUEST, QUIET_PAGES, MarketReader
 
 
 class FakeApi:
@@ -51,6 +51,17 @@ def wait_for(condition: Any) -> None:
         time.sleep(0.005)
 
 
+def offer_until(reader: MarketReader[Any], api: FakeApi, asked: int) -> None:
+    """Offer nothing new, page after page, until `asked` chunks were sent (a chunk counts
+    as done a moment after its answer: the next page sends the next one)."""
+
+    def more() -> bool:
+        reader.offer([])
+        return len(api.asked) >= asked
+
+    wait_for(more)
+
+
 def test_full_chunks_go_ahead_and_the_rest_in_the_turn_each_id_once() -> None:
     api = FakeApi()
     reader: MarketReader[list[list[str]]] = MarketReader(api.read, lambda: 8)
@@ -69,7 +80,7 @@ def test_full_chunks_go_ahead_and_the_rest_in_the_turn_each_id_once() -> None:
 def test_ahead_stops_at_its_limit_and_the_turn_reads_the_rest() -> None:
     api = FakeApi()
     reader: MarketReader[list[list[str]]] = MarketReader(
-        api.read, lambda: 8, limit=3 * IDS_PER_REQUEST
+        api.read, lambda: 8, limit=3 * IDS_PER_REQUEST, ahead_width=8
     )
     reader.offer(ids(0, 1000))
     wait_for(lambda: len(api.asked) == 3)
@@ -83,12 +94,10 @@ def test_ahead_stops_at_its_limit_and_the_turn_reads_the_rest() -> None:
 
 def test_at_most_width_chunks_in_flight_ahead_and_in_the_turn() -> None:
     api = FakeApi(seconds=0.05)
-    reader: MarketReader[list[list[str]]] = MarketReader(api.read, lambda: 3)
+    reader: MarketReader[list[list[str]]] = MarketReader(api.read, lambda: 3, ahead_width=8)
     reader.offer(ids(0, 1000))  # ten full chunks: three go now
     assert len(api.asked) <= 3
-    wait_for(lambda: api.in_flight == 0)
-    reader.offer([])  # a later page: three more
-    wait_for(lambda: len(api.asked) == 6)
+    offer_until(reader, api, 6)  # later pages, as those come back: three more
     got = [i for pages in reader.read(ids(0, 2000)) for chunk in pages for i in chunk]
     assert got == ids(0, 1000) + ids(1000, 1000)
     assert api.max_in_flight <= 3
@@ -138,3 +147,26 @@ def test_ids_short_of_a_chunk_go_ahead_once_the_pages_bring_no_new_ones() -> Non
     got = [i for pages in reader.read(ids(0, 170)) for chunk in pages for i in chunk]
     assert got == ids(0, 170)
     assert api.asked[3:] == [ids(160, 10)]  # the only request of the turn
+
+
+def test_nothing_goes_ahead_while_requests_wait_at_the_limiter() -> None:
+    # Ahead reads use the budget the fills leave unused, never add load at full rate.
+    api = FakeApi(seconds=0.02)
+    busy = [True]
+    reader: MarketReader[list[list[str]]] = MarketReader(api.read, lambda: 8, lambda: busy[0])
+    reader.offer(ids(0, 500))
+    reader.offer([])
+    time.sleep(0.05)
+    assert api.asked == []
+    busy[0] = False
+    reader.offer([])  # the next page, with the limiter idle: AHEAD_IN_FLIGHT chunks go
+    wait_for(lambda: len(api.asked) >= AHEAD_IN_FLIGHT)
+    offer_until(reader, api, 2 * AHEAD_IN_FLIGHT)  # later pages, as those come back
+    busy[0] = True
+    time.sleep(0.05)
+    reader.offer([])
+    assert len(api.asked) == 2 * AHEAD_IN_FLIGHT  # busy again: none more
+    assert api.max_in_flight <= AHEAD_IN_FLIGHT
+    got = [i for pages in reader.read(ids(0, 500)) for chunk in pages for i in chunk]
+    assert got == ids(0, 500)
+    assert len(api.asked) == 5
