@@ -155,14 +155,23 @@ class PageFetcher:
         return self.fetch_timed(endpoint, params)[0]
 
     def fetch_timed(
-        self, endpoint: Endpoint, params: Mapping[str, Any]
+        self,
+        endpoint: Endpoint,
+        params: Mapping[str, Any],
+        reading: threading.Semaphore | None = None,
     ) -> tuple[requests.Response, float]:
         """As `fetch`, plus the seconds the successful attempt took on the network.
 
-        The time waited at the limiter or in backoff is left out: it is the latency the
-        scheduler sizes its concurrency by (Little's law), not the rate limit's queue.
+        The time waited at the limiter, in backoff or for a `reading` slot is left out: it
+        is the latency the scheduler sizes its concurrency by (Little's law), not a queue.
+
+        `reading` bounds the pages read at once: a page's body is read from its socket
+        (and parsed) only once a slot is free, and a page that comes back holds its slot
+        for the caller to release once the page is stored; a failed attempt releases it.
+        Until then the body waits in the socket, outside the process: many requests may be
+        in flight while few pages are in memory.
         """
-        return self._send(endpoint.path, params, lambda body: endpoint.parse(body, params))
+        return self._send(endpoint.path, params, lambda body: endpoint.parse(body, params), reading)
 
     def lookup(self, path: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
         """GET one object (e.g. a wallet mapping); None when the API answers 404 for it."""
@@ -180,6 +189,7 @@ class PageFetcher:
         path: str,
         params: Mapping[str, Any],
         parse: Callable[[bytes], Page] | None,
+        reading: threading.Semaphore | None = None,
     ) -> tuple[requests.Response, float]:
         attempt = 0
         while True:
@@ -187,7 +197,8 @@ class PageFetcher:
             self._stats.add(requests=1)
             started = time.monotonic()
             try:
-                return self._attempt(path, params, parse), time.monotonic() - started
+                response, waited = self._attempt(path, params, parse, reading)
+                return response, time.monotonic() - started - waited
             except _Retryable as failure:
                 attempt += 1
                 if attempt > self._max_retries:
@@ -235,24 +246,55 @@ class PageFetcher:
         path: str,
         params: Mapping[str, Any],
         parse: Callable[[bytes], Page] | None,
-    ) -> requests.Response:
+        reading: threading.Semaphore | None,
+    ) -> tuple[requests.Response, float]:
+        """One try: the response (holding a `reading` slot when one was given and it is a
+        page) and the seconds waited for that slot."""
         url = self._base_url + path
+        held = False
+        waited = 0.0
         try:
-            reply = self._pool().request(
-                "GET", url + _query(params), timeout=self._timeout, redirect=False
-            )
-        except urllib3.exceptions.LocationValueError as exc:
-            raise DomeRequestError(f"Setting `api_url` is not a valid URL: {exc}") from None
-        except (
-            urllib3.exceptions.TimeoutError,  # connect and read timeouts, refused connections
-            urllib3.exceptions.ProxyError,
-            urllib3.exceptions.SSLError,
-        ) as exc:
-            raise _Retryable(f"{type(exc).__name__}: connection failed or timed out") from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            # A body cut short (ProtocolError): its connection is closed, never reused.
-            raise _Retryable(f"{type(exc).__name__} while reading the response") from None
-        response = _response(reply, url)
+            try:
+                # The status and headers: the body is read by `_response`, after the slot.
+                reply = self._pool().request(
+                    "GET",
+                    url + _query(params),
+                    timeout=self._timeout,
+                    redirect=False,
+                    preload_content=False,
+                )
+                if reading is not None and parse is not None and reply.status == 200:
+                    queued = time.monotonic()
+                    reading.acquire()
+                    held = True
+                    waited = time.monotonic() - queued
+                response = _response(reply, url)
+            except urllib3.exceptions.LocationValueError as exc:
+                raise DomeRequestError(f"Setting `api_url` is not a valid URL: {exc}") from None
+            except (
+                urllib3.exceptions.TimeoutError,  # connect and read timeouts, refusals
+                urllib3.exceptions.ProxyError,
+                urllib3.exceptions.SSLError,
+            ) as exc:
+                raise _Retryable(f"{type(exc).__name__}: connection failed or timed out") from None
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                # A body cut short (ProtocolError): its connection is closed, never reused.
+                raise _Retryable(f"{type(exc).__name__} while reading the response") from None
+            return self._answer(response, path, params, parse), waited
+        except BaseException:
+            if held:
+                assert reading is not None
+                reading.release()
+            raise
+
+    def _answer(
+        self,
+        response: requests.Response,
+        path: str,
+        params: Mapping[str, Any],
+        parse: Callable[[bytes], Page] | None,
+    ) -> requests.Response:
+        """One try's whole response, parsed; or the failure its status means."""
         status = response.status_code
         if status == 200:
             try:
@@ -331,11 +373,12 @@ def connection_pool(base_url: str, headers: Mapping[str, str]) -> urllib3.PoolMa
 
 
 def _response(reply: urllib3.BaseHTTPResponse, url: str) -> requests.Response:
-    """urllib3's reply, whole, as the `requests.Response` the SDK's paginator is typed for."""
+    """urllib3's reply, its body read now, as the `requests.Response` the SDK's paginator
+    is typed for (a body read whole returns its connection to the pool)."""
     response = requests.Response()
     response.status_code = reply.status
     response.reason = reply.reason or ""
     response.headers = requests.structures.CaseInsensitiveDict(reply.headers)
     response.url = url
-    response._content = reply.data  # read whole: preload_content, urllib3's default
+    response._content = reply.data
     return response

@@ -27,7 +27,10 @@ and the rest is read as slices in parallel.
 
 Memory stays flat in the size and number of wallets: fills waiting for the consumer plus
 requests in flight stay within a budget (`FillBudget`) that grows with the in-flight
-limit, not with the data, up to a fixed cap. Slices are short (a few pages each), so the
+limit, not with the data, up to a fixed cap. A page is read from its socket only once one
+of `READING_SLOTS` is free, and holds it until it is stored: under latency, the requests
+in flight beyond those slots hold no page in memory, so they count against the disk's
+share of the budget, not memory's. Slices are short (a few pages each), so the
 budget covers enough of them to keep every request slot busy. When the consumer waits on
 the head with nothing to emit, the head may fetch beyond the budget, so it is never
 starved by pages of later windows and nothing deadlocks. The first error that retrying
@@ -101,6 +104,12 @@ MAX_PARKED_FILLS = 400_000
 # flight at once. The average would not do: on a busy machine, requests to a local server
 # queue for CPU, and their round trips average 35-85 ms while the fastest take a few.
 PARK_MIN_LATENCY_SECONDS = 0.05
+# Pages read from their sockets and parsed at once, at most, until each is stored (in
+# memory or on disk): a request in flight holds no memory until its page is read, so
+# under latency many may be in flight (rate x latency) while few pages are in memory. As
+# many as the default helper processes: 2 to 4 did alike at the Pro tier's page of 1,000
+# under latency, 8 worse (more pages parsed at once contend for the one GIL).
+READING_SLOTS = 4
 # Pages that wallets after the current one may hold, per request slot: enough to keep
 # every slot busy while the current wallet ends, never so much that it waits for room.
 AHEAD_PAGES_PER_REQUEST = 2
@@ -198,8 +207,9 @@ class FillBudget:
     Under latency (`parking`), that rule is what would hold the rate down: the consumer
     waits on its head chain, one round trip at a time, while the other chains' pages fill
     the budget and then wait for room. So then the wallet being emitted may fetch on until
-    memory (in flight and waiting) reaches `max_fills`, or everything held reaches
-    `max_fills + max_parked`, and a page that arrives while the waiting pages fill half the
+    memory (`in_memory`: the waiting pages and those being read) reaches `max_fills`, or
+    the requests in flight and the parked pages reach `max_parked` (each page in flight
+    must find room on disk), and a page that arrives while the waiting pages fill half the
     memory budget is parked on disk. From the first page on: pages that came in before
     parking began would stay in memory until the consumer reaches them, which for the first
     pages of a huge wallet's slices is the whole run.
@@ -210,10 +220,12 @@ class FillBudget:
         page_size: int,
         max_fills: int = MAX_BUFFERED_FILLS,
         max_parked: int = MAX_PARKED_FILLS,
+        reading_slots: int = READING_SLOTS,
     ) -> None:
         self.page_size = page_size
         self.max_fills = max(max_fills, page_size)
         self.max_parked = max(0, max_parked)
+        self.reading_slots = reading_slots
         self.own_pages = slice_pages(page_size) // 2 + 1
         self.in_flight = 0
         self.waiting = 0
@@ -232,8 +244,11 @@ class FillBudget:
 
     @property
     def in_memory(self) -> int:
-        """Fills held in memory: in flight, waiting, being written to disk."""
-        return self.in_flight + self.waiting + self.writing
+        """Fills held in memory: waiting, being written to disk, and in flight; of these,
+        only as many as `READING_SLOTS` pages, since a page is read from its socket only
+        once it has a slot (`PageFetcher.fetch_timed`)."""
+        reading = min(self.in_flight, self.reading_slots * self.page_size)
+        return reading + self.waiting + self.writing
 
     def expected(self, job: WindowJob) -> int:
         """The fills `job`'s next request will likely bring: a full page when its window
@@ -297,7 +312,10 @@ class FillBudget:
             if held_ahead >= ahead:
                 return False
         if self.parking and self.max_parked:
-            return self.in_memory < self.max_fills and total < self.max_fills + self.max_parked
+            # Every page in flight must find room on disk: a page that finds none waits
+            # in memory, and there many requests in flight would add up.
+            on_disk = self.in_flight + self.writing + self.parked
+            return self.in_memory < self.max_fills and on_disk < self.max_parked
         if wallet == current:
             return total < min(self.max_fills, own + ahead)
         return total < self.max_fills
@@ -338,6 +356,7 @@ class FetchScheduler:
         self._slice_fills = slice_pages(page_size) * page_size
         self._budget = FillBudget(page_size, max_buffered_fills, max_parked_fills)
         self._spool = Spool(spool_directory)
+        self._reading = threading.Semaphore(READING_SLOTS)  # see FillBudget.in_memory
         self._gate = ConcurrencyGate(fetcher.limiter.burst_rate, max(1, max_concurrency))
         self._pool = WorkerPool("dome-fetch")
         self._logger = logger
@@ -495,7 +514,24 @@ class FetchScheduler:
     def _fetch(self, job: WindowJob, params: dict[str, Any]) -> None:
         """A worker thread: one request of `job` (its only one in flight), then its page."""
         try:
-            response, seconds = self._fetcher.fetch_timed(self._endpoint, params)
+            response, seconds = self._fetcher.fetch_timed(self._endpoint, params, self._reading)
+        except BaseException as exc:  # handed to the consumer thread, raised there
+            self._fail(exc)
+            return
+        try:  # the page holds a reading slot until it is stored
+            self._store(job, response, seconds)
+        finally:
+            self._reading.release()
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._cond:
+            if self._fatal is None:
+                self._fatal = exc
+            self._cond.notify_all()
+
+    def _store(self, job: WindowJob, response: Any, seconds: float) -> None:
+        """`job`'s page in memory or on disk, or `job` cut; its next request queued."""
+        try:
             page = page_of(response)
             newest = page.rows.newest()
             spare = self._observe(seconds, full=page.has_more)
@@ -504,11 +540,8 @@ class FetchScheduler:
                 cut = self._cut_rest(job, page, spare)
             if cut is None:
                 job.paginator.advance(response)
-        except BaseException as exc:  # handed to the consumer thread, raised there
-            with self._cond:
-                if self._fatal is None:
-                    self._fatal = exc
-                self._cond.notify_all()
+        except BaseException as exc:
+            self._fail(exc)
             return
         with self._cond:
             self._in_flight -= 1

@@ -11,6 +11,7 @@ import http.server
 import json
 import logging
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -19,7 +20,7 @@ import pytest
 import urllib3
 
 from tap_dome.client import ORDERS
-from tap_dome.errors import DomeRequestError
+from tap_dome.errors import DomeRequestError, DomeRetriesExhausted
 from tap_dome.fetch import FetchStats, PageFetcher, connection_pool
 from tap_dome.page import page_of
 from tap_dome.ratelimit import RateLimiter
@@ -44,6 +45,13 @@ class _Api(http.server.BaseHTTPRequestHandler):
                 "headers": {k.lower(): v for k, v in self.headers.items()},
             }
         )
+        if url.path.startswith("/v1/cut"):  # a page cut short: invalid JSON
+            body = json.dumps({"orders": FILLS, "pagination": {}}).encode()[:-9]
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         if url.path.startswith("/v1/moved"):
             self.send_response(301)
             self.send_header("Location", "https://elsewhere.example/v1/polymarket/orders")
@@ -85,7 +93,51 @@ def _fetcher(base_url: str) -> PageFetcher:
         max_retries=1,
         stats=FetchStats(),
         logger=logging.getLogger("test-fetch-transport"),
+        sleep=lambda seconds: None,  # no backoff waits
     )
+
+
+def test_a_page_is_read_only_once_a_reading_slot_is_free(
+    api: tuple[str, list[dict[str, Any]]],
+) -> None:
+    # The request goes at once; its body waits in the socket until a slot is free, and the
+    # page comes back holding the slot, for the caller to release once it is stored.
+    url, seen = api
+    slots = threading.Semaphore(1)
+    slots.acquire()  # every slot taken
+    result: list[Any] = []
+    worker = threading.Thread(
+        target=lambda: result.append(_fetcher(url).fetch_timed(ORDERS, {"user": "0xw"}, slots))
+    )
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(seen) == 1, "the request was not sent while every slot was taken"
+    held = 0.5
+    time.sleep(held)
+    assert worker.is_alive(), "the page was read without a slot"
+    assert not result
+    slots.release()
+    worker.join(10)
+    ((response, seconds),) = result
+    assert [row["log_index"] for row in page_of(response).rows.dicts()] == [0, 1, 2]
+    assert not slots.acquire(blocking=False), "the page came back without its slot"
+    # The latency the concurrency is sized by leaves out the wait for the slot.
+    assert seconds < held
+    slots.release()
+
+
+def test_a_failed_page_gives_its_reading_slot_back(
+    api: tuple[str, list[dict[str, Any]]],
+) -> None:
+    url, seen = api
+    slots = threading.Semaphore(1)
+    with pytest.raises(DomeRetriesExhausted) as error:
+        _fetcher(url + "/cut").fetch_timed(ORDERS, {"user": "0xw"}, slots)
+    assert "invalid or truncated JSON body" in str(error.value)
+    assert len(seen) == 2  # tried, and retried once
+    assert slots.acquire(blocking=False), "a failed attempt kept its slot"
 
 
 def test_a_page_comes_gzipped_and_the_query_is_written_as_requests_wrote_it(
