@@ -10,13 +10,14 @@ as the limit needs them.
 from __future__ import annotations
 
 import ctypes
+import heapq
 import itertools
 import math
 import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -104,6 +105,67 @@ def limit_malloc_arenas() -> None:
         return
     mallopt(M_ARENA_MAX, MALLOC_ARENAS)
     mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+
+
+class ReadingSlots:
+    """At most `count` holders at once; a free slot goes to the waiter with the lowest key.
+
+    The scheduler's pages queue here to be read (see FetchScheduler), keyed by their place
+    in emission order: the pages the consumer needs next are read first, not whichever
+    came back first. Thread-safe.
+    """
+
+    def __init__(self, count: int) -> None:
+        if count < 1:
+            raise ValueError(f"need count >= 1, got {count!r}")
+        self._free = count
+        self._lock = threading.Lock()
+        self._waiting: list[tuple[Any, int, threading.Event]] = []  # a heap
+        self._sequence = itertools.count()
+
+    @property
+    def waiting(self) -> int:
+        """Claims waiting for a slot now."""
+        with self._lock:
+            return len(self._waiting)
+
+    def slot(self, key: Any) -> Slot:
+        """A claim to be acquired (by `key`'s turn) and released once."""
+        return Slot(self, key)
+
+    def _acquire(self, key: Any) -> None:
+        with self._lock:
+            if self._free and not self._waiting:
+                self._free -= 1
+                return
+            turn = threading.Event()
+            heapq.heappush(self._waiting, (key, next(self._sequence), turn))
+        turn.wait()  # set by `_release`, which hands its slot over
+
+    def _release(self) -> None:
+        with self._lock:
+            if self._waiting:
+                heapq.heappop(self._waiting)[2].set()
+            else:
+                self._free += 1
+
+
+class Slot:
+    """One claim on ReadingSlots: `acquire` waits its turn, `release` frees the slot."""
+
+    __slots__ = ("_key", "_slots")
+
+    def __init__(self, slots: ReadingSlots, key: Any) -> None:
+        self._slots = slots
+        self._key = key
+
+    def acquire(self) -> None:
+        """Wait until a slot is this claim's."""
+        self._slots._acquire(self._key)
+
+    def release(self) -> None:
+        """Free the slot (to the next waiter, if any)."""
+        self._slots._release()
 
 
 class WorkerPool:

@@ -17,7 +17,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 import requests
@@ -33,6 +33,16 @@ from tap_dome.ratelimit import RateLimiter
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 60.0
 RETRY_AFTER_CAP_SECONDS = 300.0
+
+
+class ReadingSlot(Protocol):
+    """A slot that a page's body is read under (a semaphore, or ReadingSlots' claim)."""
+
+    def acquire(self) -> Any:
+        """Wait for the slot."""
+
+    def release(self) -> None:
+        """Free it."""
 
 
 @dataclass
@@ -158,7 +168,7 @@ class PageFetcher:
         self,
         endpoint: Endpoint,
         params: Mapping[str, Any],
-        reading: threading.Semaphore | None = None,
+        reading: ReadingSlot | None = None,
     ) -> tuple[requests.Response, float]:
         """As `fetch`, plus the seconds the successful attempt took on the network.
 
@@ -189,7 +199,7 @@ class PageFetcher:
         path: str,
         params: Mapping[str, Any],
         parse: Callable[[bytes], Page] | None,
-        reading: threading.Semaphore | None = None,
+        reading: ReadingSlot | None = None,
     ) -> tuple[requests.Response, float]:
         attempt = 0
         while True:
@@ -246,7 +256,7 @@ class PageFetcher:
         path: str,
         params: Mapping[str, Any],
         parse: Callable[[bytes], Page] | None,
-        reading: threading.Semaphore | None,
+        reading: ReadingSlot | None,
     ) -> tuple[requests.Response, float]:
         """One try: the response (holding a `reading` slot when one was given and it is a
         page) and the seconds waited for that slot."""

@@ -23,14 +23,17 @@ per page, while the tier's budget goes unused. So when a chain's page comes back
 else is ready to be sent, no request waits at the rate limiter and slots are free, the rest
 of its window is cut too
 (`_cut_rest`): its pages so far and that page's complete part stay, as a part of their own,
-and the rest is read as slices in parallel.
+and the rest is read as slices in parallel. The head's chain is cut so whenever its page
+comes back with more and no request waits at the rate limiter, however busy the slots
+are: the consumer waits on it while the other chains' pages pile up on disk.
 
 Memory stays flat in the size and number of wallets: fills waiting for the consumer plus
 requests in flight stay within a budget (`FillBudget`) that grows with the in-flight
 limit, not with the data, up to a fixed cap. A page is read from its socket only once one
 of `READING_SLOTS` is free, and holds it until it is stored: under latency, the requests
 in flight beyond those slots hold no page in memory, so they count against the disk's
-share of the budget, not memory's. Slices are short (a few pages each), so the
+share of the budget, not memory's. Pages take the slots in emission order, and the head's
+page needs none, so the pages the consumer needs next are read first. Slices are short (a few pages each), so the
 budget covers enough of them to keep every request slot busy. When the consumer waits on
 the head with nothing to emit, the head may fetch beyond the budget, so it is never
 starved by pages of later windows and nothing deadlocks. The first error that retrying
@@ -56,7 +59,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tap_dome.client import ORDERS, Endpoint, window_params
-from tap_dome.concurrency import LATENCY_WEIGHT, ConcurrencyGate, WorkerPool
+from tap_dome.concurrency import (
+    LATENCY_WEIGHT,
+    ConcurrencyGate,
+    ReadingSlots,
+    Slot,
+    WorkerPool,
+)
 from tap_dome.events import Event, FillsFetched, WindowDone
 from tap_dome.fetch import PageFetcher
 from tap_dome.page import Page, page_of
@@ -356,7 +365,7 @@ class FetchScheduler:
         self._slice_fills = slice_pages(page_size) * page_size
         self._budget = FillBudget(page_size, max_buffered_fills, max_parked_fills)
         self._spool = Spool(spool_directory)
-        self._reading = threading.Semaphore(READING_SLOTS)  # see FillBudget.in_memory
+        self._reading = ReadingSlots(READING_SLOTS)  # see FillBudget.in_memory
         self._gate = ConcurrencyGate(fetcher.limiter.burst_rate, max(1, max_concurrency))
         self._pool = WorkerPool("dome-fetch")
         self._logger = logger
@@ -504,24 +513,28 @@ class FetchScheduler:
                 if job is None:
                     return
                 params = self._params(job)
-            self._pool.submit(functools.partial(self._fetch, job, params))
+                # Pages are read in emission order; the head's, which the consumer waits
+                # on, without a slot.
+                reading = None if job is self._head else self._reading.slot(job.order)
+            self._pool.submit(functools.partial(self._fetch, job, params, reading))
 
     def _params(self, job: WindowJob) -> dict[str, Any]:
         return window_params(job.wallet, job.window, self._page_size, job.paginator.current_value)
 
     # Worker side
 
-    def _fetch(self, job: WindowJob, params: dict[str, Any]) -> None:
+    def _fetch(self, job: WindowJob, params: dict[str, Any], reading: Slot | None) -> None:
         """A worker thread: one request of `job` (its only one in flight), then its page."""
         try:
-            response, seconds = self._fetcher.fetch_timed(self._endpoint, params, self._reading)
+            response, seconds = self._fetcher.fetch_timed(self._endpoint, params, reading)
         except BaseException as exc:  # handed to the consumer thread, raised there
             self._fail(exc)
             return
-        try:  # the page holds a reading slot until it is stored
+        try:  # the page holds its reading slot until it is stored
             self._store(job, response, seconds)
         finally:
-            self._reading.release()
+            if reading is not None:
+                reading.release()
 
     def _fail(self, exc: BaseException) -> None:
         with self._cond:
@@ -536,6 +549,8 @@ class FetchScheduler:
             newest = page.rows.newest()
             spare = self._observe(seconds, full=page.has_more)
             cut = self._cut(job.window, page, spare) if job.state is JobState.PENDING else None
+            if cut is None and page.has_more and spare <= 1 and self._urgent(job):
+                spare = self._gate.cap
             if cut is None and page.has_more and spare > 1:
                 cut = self._cut_rest(job, page, spare)
             if cut is None:
@@ -582,6 +597,13 @@ class FetchScheduler:
                 return 0
             spare = max(0, self._gate.limit - self._in_flight + 1)
         return 0 if spare and self._fetcher.limiter.saturated else spare
+
+    def _urgent(self, job: WindowJob) -> bool:
+        """Is `job` the head, with the rate limit to spare? Then its chain's rest is cut
+        however busy the request slots are: the consumer waits on it, one round trip a
+        page, while the other chains' pages pile up. With the limit reached, the slices'
+        partly empty last pages would only cost more of it."""
+        return job is self._head and not self._fetcher.limiter.saturated
 
     def _place(self, job: WindowJob, cut: Cut | None, rows: Rows | Parked) -> None:
         """`job`'s page in, and its next request queued; or `job` read as `cut`'s slices."""

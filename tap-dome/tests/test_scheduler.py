@@ -23,6 +23,7 @@ from tap_dome.concurrency import (
     INITIAL_LATENCY_SECONDS,
     SPARE,
     ConcurrencyGate,
+    ReadingSlots,
 )
 from tap_dome.errors import DomeAuthError
 from tap_dome.events import WindowDone
@@ -512,3 +513,42 @@ def test_the_limiter_says_when_callers_wait_for_the_budget() -> None:
     waiter.join(5)
     assert not waiter.is_alive()
     assert not limiter.saturated
+
+
+def test_reading_slots_go_to_the_earliest_page_in_emission_order() -> None:
+    # Pages wait for a reading slot in the order the consumer needs them, not in the order
+    # they came back: the page of slice (0, 1) is read before those of (0, 5) and (3,).
+    slots = ReadingSlots(1)
+    first = slots.slot((9,))
+    first.acquire()  # the one slot taken
+    read: list[tuple[int, ...]] = []
+    threads = []
+    for queued, key in enumerate([(3,), (0, 5), (0, 1)]):  # they come back latest first
+        claim = slots.slot(key)
+
+        def wait(claim: Any = claim, key: tuple[int, ...] = key) -> None:
+            claim.acquire()
+            read.append(key)
+            claim.release()
+
+        thread = threading.Thread(target=wait)
+        thread.start()
+        threads.append(thread)
+        deadline = time.monotonic() + 10
+        while slots.waiting <= queued and time.monotonic() < deadline:  # queued, in turn
+            time.sleep(0.005)
+    assert read == []
+    first.release()
+    for thread in threads:
+        thread.join(10)
+    assert read == [(0, 1), (0, 5), (3,)]
+    # Every slot is free again: one more claim is served at once.
+    again = slots.slot((0,))
+    done = threading.Event()
+
+    def take() -> None:
+        again.acquire()
+        done.set()
+
+    threading.Thread(target=take).start()
+    assert done.wait(5)
