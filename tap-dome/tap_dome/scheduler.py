@@ -33,10 +33,12 @@ limit, not with the data, up to a fixed cap. A page is read from its socket only
 of `READING_SLOTS` is free, and holds it until it is stored: under latency, the requests
 in flight beyond those slots hold no page in memory, so they count against the disk's
 share of the budget, not memory's. Pages take the slots in emission order, and the head's
-page needs none, so the pages the consumer needs next are read first. Slices are short (a few pages each), so the
-budget covers enough of them to keep every request slot busy. When the consumer waits on
-the head with nothing to emit, the head may fetch beyond the budget, so it is never
-starved by pages of later windows and nothing deadlocks. The first error that retrying
+page needs none, so the pages the consumer needs next are read first.
+
+Slices are short (a few pages each), so the budget covers enough of them to keep every
+request slot busy. When the consumer waits on the head with nothing to emit, the head may
+fetch beyond the budget, so it is never starved by pages of later windows and nothing
+deadlocks. The first error that retrying
 cannot fix stops the dispatcher and is raised to the consumer.
 
 The API's data clock (the newest fill timestamp any response has shown) is tracked for
