@@ -244,9 +244,9 @@ class FillBudget:
         # Being written to disk: in memory until the write succeeds (then parked), so a disk
         # that refuses pages never lets memory overshoot its budget.
         self.writing = 0
-        # Until a round trip says otherwise, the network is taken to be slow (as the
-        # ConcurrencyGate's first latency): the first requests go as the rate allows.
-        self.parking = True
+        self.parking = False
+        # Whether a round trip has been seen: until then the whole memory budget is used.
+        self.latency_known = False
         self._by_wallet: dict[str, int] = {}
         self._first_page = float(page_size)  # moving average of first pages' fills
 
@@ -331,7 +331,7 @@ class FillBudget:
             return self.in_memory < self.max_fills and on_disk < self.max_parked
         # Without latency the consumer keeps up by itself: half the budget does as well
         # (200,000 fills: the same speed) and holds memory as flat as a small wallet's.
-        local = self.max_fills // 2
+        local = self.max_fills // 2 if self.latency_known else self.max_fills
         if wallet == current:
             return total < min(local, own + ahead)
         return total < local
@@ -568,6 +568,7 @@ class FetchScheduler:
         with self._cond:
             self._in_flight -= 1
             self._budget.parking = self._gate.base_latency >= PARK_MIN_LATENCY_SECONDS
+            self._budget.latency_known = True
             self._see(job, newest)
             if len(job.order) == 1 and job.state is JobState.PENDING and page.total is not None:
                 self.first_totals[job.wallet] = (job.window, page.total, time.time())
