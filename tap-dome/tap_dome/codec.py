@@ -30,16 +30,18 @@ import threading
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from tap_dome.records import RecordBuilder
-from tap_dome.rows import EncodedLines, Rows, split_rows
+from tap_dome.rows import EncodedLines, Rows, is_one_line
 
 _LENGTH = struct.Struct("<Q")  # the length before each frame
 SOCKET_BUFFER_BYTES = 4 << 20  # a page in one write where the system allows it
 # A smaller body (under ~100 fills) costs more to send to a helper and back than to write
 # in the tap: it never goes to one.
 MIN_HELPER_BODY_BYTES = 64 << 10
+_TIMESTAMP = attrgetter("timestamp")
 
 
 @dataclass(frozen=True)
@@ -281,17 +283,22 @@ def _serve(sock: socket.socket, tap_ends: list[socket.socket]) -> None:
 def _encode(
     builder: RecordBuilder, spec: EncodeSpec, wallet: str, tail: bytes, body: bytearray
 ) -> tuple[bytes | bytearray, tuple[bytes, list[Any], Any]] | None:
-    """One typed page's lines and (timestamps packed, condition ids, pagination)."""
+    """One typed page's lines and (timestamps packed, condition ids, pagination).
+
+    The body is decoded once, rows and pagination together: a typed row's `timestamp` is
+    an int, so the stamps are read off the rows (a page that is not typed, or has no
+    rows, the tap writes itself)."""
     decoder = builder.typed_rows(spec.rows_field)
-    if decoder is None:
+    if decoder is None or not is_one_line(body):
         return None
-    rows, pagination = split_rows(body, spec.rows_field, decoder)
-    if rows.typed is None:
+    page = decoder.page(body)
+    if page is None or not page[0]:
         return None
-    stamps = [int(stamp or 0) for stamp in rows.stamps]  # a typed row's is an int
+    typed, pagination = page
+    stamps = array("q", map(_TIMESTAMP, typed))
     seen: set[Any] = set()
-    lines = builder.lines(rows, wallet, seen, head=spec.head, tail=tail)
-    return lines, (array("q", stamps).tobytes(), list(seen), pagination)
+    lines = builder.typed_lines(typed, wallet, seen, head=spec.head, tail=tail)
+    return lines, (stamps.tobytes(), list(seen), pagination)
 
 
 def _detach_from_output() -> None:

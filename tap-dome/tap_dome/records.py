@@ -198,6 +198,15 @@ class RecordBuilder:
             return self._encoded(typed, self._typed, wallet, seen, head, tail)
         return self._row_by_row(rows, wallet, seen, head, tail)
 
+    def typed_lines(
+        self, typed: list[Any], wallet: str, seen: set[Any], *, head: bytes, tail: bytes
+    ) -> bytes:
+        """`lines` for rows this builder's `typed_rows` decoded (a helper process's page,
+        decoded with its pagination in one pass: `TypedRows.page`)."""
+        if not typed or self._typed is None:
+            raise ValueError("no typed rows to write")
+        return self._encoded(typed, self._typed, wallet, seen, head, tail)
+
     def _encoded(
         self,
         typed: list[Any],
@@ -446,11 +455,18 @@ class TypedRows:
 
     def __call__(self, body: bytes | bytearray) -> list[Any] | None:
         """Every row of `body` decoded, or None when some row does not fit."""
+        page = self.page(body)
+        return None if page is None else page[0]
+
+    def page(self, body: bytes | bytearray) -> tuple[list[Any], Any] | None:
+        """Every row of `body` decoded and the page's `pagination` value, in one pass (a
+        helper process needs nothing else from the body), or None when some row does not
+        fit (or the body is no page: the tap's own parse then names what is wrong)."""
         while True:
             decoder = self._decoder
             try:
-                rows: list[Any] = getattr(decoder.decode(body), self._rows_field)
-                return rows
+                page = decoder.decode(body)
+                return getattr(page, self._rows_field), page.pagination
             except msgspec.DecodeError as exc:  # ValidationError included
                 if not self._learn(str(exc), decoder):
                     return None
@@ -508,7 +524,9 @@ class TypedRows:
             rename={**learned, **self._tap_fields},
         )
         rows = list[row]  # type: ignore[valid-type]  # a type made at run time
-        page = msgspec.defstruct(f"TypedPage_{self._rows_field}", [(self._rows_field, rows)])
+        page = msgspec.defstruct(
+            f"TypedPage_{self._rows_field}", [(self._rows_field, rows), ("pagination", Any, None)]
+        )
         self._checks[row] = _carries(list(learned)) if learned else None
         self._keys[row] = [(attr, orjson.dumps(name)) for attr, name in learned.items()]
         return msgspec.json.Decoder(page)

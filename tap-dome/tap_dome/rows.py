@@ -170,7 +170,20 @@ class Rows:
     def where(self, keep: Callable[[int], bool]) -> Rows:
         """The rows whose timestamp (None counts as 0) passes `keep`, in their order."""
         stamps = self.stamps
-        chosen = [i for i, stamp in enumerate(stamps) if keep(stamp or 0)]
+        return self._picked([i for i, stamp in enumerate(stamps) if keep(stamp or 0)])
+
+    def first(self, count: int) -> Rows:
+        """The first `count` rows: a window's edge on a page sorted by time, picked with
+        no step per row where the page is written out already (`EncodedLines.first`)."""
+        if count >= len(self):
+            return self
+        if self.encoded is not None:
+            return self.encoded.first(count, self.stamps)
+        return self._picked(list(range(count)))
+
+    def _picked(self, chosen: list[int]) -> Rows:
+        """The rows at `chosen` (increasing indices), in their order."""
+        stamps = self.stamps
         if self.encoded is not None:
             return self.encoded.where(chosen, stamps)
         picked = Rows(
@@ -213,6 +226,22 @@ class EncodedLines:
         lines = b"".join(every[i] + b"\n" for i in chosen)
         kept = [stamps[i] or 0 for i in chosen]
         return Rows.from_lines(EncodedLines(lines, self.condition_ids), kept)
+
+    def first(self, count: int, stamps: Sequence[int | None]) -> Rows:
+        """The first `count` of these lines (one per row of `stamps`): one slice, its end
+        found from whichever end of the text is nearer (a page's first rows are kept at a
+        window's edge, usually all but its last second's)."""
+        text, rows = self.lines, len(stamps)
+        if count < rows - count:
+            end = 0
+            for _ in range(count):
+                end = text.index(b"\n", end) + 1
+        else:
+            end = len(text)
+            for _ in range(rows - count):
+                end = text.rfind(b"\n", 0, end - 1) + 1
+        kept = [stamp or 0 for stamp in stamps[:count]]
+        return Rows.from_lines(EncodedLines(text[:end], self.condition_ids), kept)
 
 
 def _seconds(value: Any) -> int | None:
@@ -259,8 +288,7 @@ def split_rows(
     except msgspec.DecodeError as exc:
         raise ValueError(f"response is not complete JSON: {exc}") from None
     values = [row.timestamp for row in getattr(page, rows_field)]
-    end = len(body.rstrip())  # a body may end in a line break; only its rows matter
-    one_line = body.find(b"\n", 0, end) < 0 and body.find(b"\r", 0, end) < 0
+    one_line = is_one_line(body)
     rows = Rows(
         None,
         values,
@@ -270,3 +298,10 @@ def split_rows(
         decoder=typed if one_line else None,
     )
     return rows, page.pagination
+
+
+def is_one_line(body: bytes | bytearray) -> bool:
+    """Whether the body's JSON text holds no line break (one may end it): its rows can then
+    be written into JSON Lines as they are, or typed (`Rows.one_line`)."""
+    end = len(body.rstrip())
+    return body.find(b"\n", 0, end) < 0 and body.find(b"\r", 0, end) < 0

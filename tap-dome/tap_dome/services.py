@@ -37,9 +37,15 @@ class Observations:
     data_clock: int | None = None
     orders_synced: bool = False
 
+    # Every value `add_condition_ids` was given, as given: a page mostly repeats markets
+    # already seen, and one set difference skips them (a page's ids are ~1,000 strings).
+    _given: set[Any] = field(default_factory=set, repr=False)
+
     def add_condition_ids(self, seen: Iterable[Any]) -> None:
         """Note the markets a page traded (its `condition_id` values, lower-cased)."""
-        lowered = {c.lower() for c in seen if c and isinstance(c, str)}
+        fresh = set(seen).difference(self._given)
+        self._given.update(fresh)
+        lowered = {c.lower() for c in fresh if c and isinstance(c, str)}
         new = [c for c in lowered if c not in self.condition_ids]
         self.condition_ids.update(new)
         if self.on_new_markets is not None:

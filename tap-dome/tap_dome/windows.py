@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 from dataclasses import dataclass
 
 from tap_dome.page import Page
@@ -77,19 +78,20 @@ def covered_by_first_page(window: Window, fills: Rows) -> Covered | None:
     if len(stamps) < 2 or stamps[0] == stamps[-1]:
         return None
     newest_first = stamps[0] > stamps[-1]
-    pairs = itertools.pairwise(stamps)
-    if not all((a >= b) if newest_first else (a <= b) for a, b in pairs):
+    in_order = operator.ge if newest_first else operator.le
+    if not all(map(in_order, stamps, itertools.islice(stamps, 1, None))):
         return None
     edge = stamps[-1]  # the second the page stops in
     if newest_first:
         parts = (edge + 1, window.end), (window.start, edge)
-        kept = fills.where(lambda stamp: stamp > edge)
     else:
         parts = (window.start, edge - 1), (edge, window.end)
-        kept = fills.where(lambda stamp: stamp < edge)
     (cov_start, cov_end), (rest_start, rest_end) = parts
     if not (window.start <= cov_start < cov_end <= window.end and rest_start < rest_end):
         return None
+    # Sorted, so the rows newer (older, ascending) than the edge's second are the ones
+    # before its first row.
+    kept = fills.first(stamps.index(edge))
     return Covered(Window(cov_start, cov_end), kept, Window(rest_start, rest_end), newest_first)
 
 

@@ -140,6 +140,33 @@ def test_a_window_edge_keeps_the_lines_of_its_rows(simulator_factory: Any) -> No
         pool.close()
 
 
+def test_the_first_rows_of_a_written_page_keep_their_lines_for_every_count(
+    simulator_factory: Any,
+) -> None:
+    # A window's edge keeps a page's first rows: their lines are found from either end of
+    # the text, whichever is nearer; every count must give exactly those rows' lines.
+    sim = simulator_factory(Dataset.custom([WalletSpec(40)], seed=5))
+    body = _first_page(sim)
+    builder = RecordBuilder(_known())
+    pool = EncoderPool.start(1, logging.getLogger("test-codec"), min_body_bytes=0)
+    assert pool is not None
+    try:
+        pool.register(EncodeSpec("orders", builder.recipe(), "orders", HEAD))
+        page = pool.encode("orders", WALLET, TAIL, body)
+        assert page is not None
+        assert page.rows.encoded is not None
+        every = [m["record"]["order_id"] for m in _parsed(page.rows.encoded.lines)]
+        assert len(every) == len(page.rows) > 4
+        for count in range(len(every) + 1):
+            kept = page.rows.first(count)
+            assert kept.encoded is not None
+            assert [m["record"]["order_id"] for m in _parsed(kept.encoded.lines)] == every[:count]
+            assert list(kept.stamps) == list(page.rows.stamps)[:count]
+            assert len(kept) == count
+    finally:
+        pool.close()
+
+
 def test_encode_processes_is_checked(tmp_path: Path, simulator_factory: Any) -> None:
     sim = simulator_factory(Dataset.custom([WalletSpec(5)], seed=6))
     for value in (9, -1, 1.5, "two"):

@@ -207,6 +207,22 @@ def test_typed_rows_follow_the_rows_kept_at_a_window_edge() -> None:
     assert [r["order_id"].split(":")[1] for r in _spliced(builder, kept, WALLET)] == ["6", "8"]
 
 
+def test_the_first_rows_of_a_typed_page_are_the_rows_kept() -> None:
+    builder = RecordBuilder(_known("orders"))
+    body = orjson.dumps({"orders": [_fill(timestamp=t, log_index=t) for t in (9, 8, 7, 6)]})
+    rows, _ = split_rows(body, "orders", builder.typed_rows("orders"))
+    kept = rows.first(3)
+    assert kept.stamps == [9, 8, 7]
+    assert kept.typed is not None
+    assert [row.log_index for row in kept.typed] == [9, 8, 7]
+    assert [r["order_id"].split(":")[1] for r in _spliced(builder, kept, WALLET)] == [
+        "9",
+        "8",
+        "7",
+    ]
+    assert rows.first(4) is rows
+
+
 def test_a_page_is_decoded_by_the_writer_once_not_while_it_waits() -> None:
     # A page waiting in the scheduler's memory budget holds its text only: the typed rows
     # (about 1 KB each) are decoded when the writer reads them, once, kept rows only.
