@@ -11,7 +11,15 @@ from collections.abc import Mapping, Sequence
 
 from .cursor import filters_digest
 from .faults import Faults
-from .paging import DEPRECATION_DOCS, page_response, read_cursor, shaped, take_page
+from .paging import (
+    DEPRECATION_DOCS,
+    add_more,
+    page_response,
+    read_cursor,
+    shaped,
+    take_page,
+    unknown_wallet,
+)
 from .params import BadRequest, first, limit, offset, time_range
 from .responses import Response, error
 from .store import Filters, Store
@@ -63,6 +71,9 @@ def serve_orders(
     except BadRequest as bad:
         return bad.response
 
+    refused = unknown_wallet(filters.user, filters.user in store.books, faults)
+    if refused is not None:
+        return refused
     store.promote_due()
     with store.lock:
         page = take_page(
@@ -75,7 +86,5 @@ def serve_orders(
     pagination: dict[str, object] = {"limit": page_size, "offset": skip}
     if not faults.omit_total:
         pagination["total"] = page.total
-    pagination["has_more"] = page.has_more
-    if page.next_key is not None:
-        pagination["pagination_key"] = page.next_key
-    return page_response(b"orders", rows, pagination)
+    add_more(pagination, page, faults)
+    return page_response(b"orders", rows, pagination, null_empty=faults.null_empty_rows)

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 from .cursor import filters_digest
 from .faults import Faults
-from .paging import page_response, read_cursor, shaped, take_page
+from .paging import add_more, page_response, read_cursor, shaped, take_page, unknown_wallet
 from .params import BadRequest, first, limit, offset, time_range
 from .responses import Response, error
 from .store import Filters, Store
@@ -52,6 +52,10 @@ def serve_activity(store: Store, faults: Faults, params: Mapping[str, Sequence[s
         cursor = read_cursor(params, digest, faults, skip)
     except BadRequest as bad:
         return bad.response
+    known = filters.user in store.books or filters.user in store.activity_books
+    refused = unknown_wallet(filters.user, known, faults)
+    if refused is not None:
+        return refused
     store.promote_due()
     with store.lock:
         book = store.select(filters, "activity")
@@ -59,8 +63,7 @@ def serve_activity(store: Store, faults: Faults, params: Mapping[str, Sequence[s
     pagination: dict[str, object] = {
         "limit": page_size,
         "count": page.total,
-        "has_more": page.has_more,
     }
-    if page.next_key is not None:
-        pagination["pagination_key"] = page.next_key
-    return page_response(b"activities", shaped(page.rows, faults), pagination)
+    add_more(pagination, page, faults)
+    rows = shaped(page.rows, faults)
+    return page_response(b"activities", rows, pagination, null_empty=faults.null_empty_rows)

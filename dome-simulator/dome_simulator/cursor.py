@@ -48,11 +48,14 @@ class Cursor:
     total: int
     filters: str
     descending: bool = True
+    # The ``empty_pages`` fault: this key first serves an empty page (then the same key
+    # without this mark).
+    empty_first: bool = False
 
     def encode(self) -> str:
         """The pagination_key string."""
         ts, tx_hash, log_index = self.key
-        payload = {
+        payload: dict[str, Any] = {
             "block_timestamp": _iso(ts),
             "tx_hash": tx_hash,
             "log_index": log_index,
@@ -60,6 +63,8 @@ class Cursor:
             "filters": self.filters,
             "order": "desc" if self.descending else "asc",
         }
+        if self.empty_first:
+            payload["empty_first"] = True
         return base64.b64encode(orjson.dumps(payload)).decode("ascii")
 
     @classmethod
@@ -68,7 +73,13 @@ class Cursor:
         try:
             data = orjson.loads(base64.b64decode(text.encode("ascii"), validate=True))
             key = (_from_iso(data["block_timestamp"]), str(data["tx_hash"]), int(data["log_index"]))
-            cursor = cls(key, int(data["total"]), str(data["filters"]), data["order"] != "asc")
+            cursor = cls(
+                key,
+                int(data["total"]),
+                str(data["filters"]),
+                data["order"] != "asc",
+                bool(data.get("empty_first", False)),
+            )
         except (
             ValueError,
             KeyError,

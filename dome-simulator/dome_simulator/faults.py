@@ -55,6 +55,15 @@ class Faults:
       (markets too).
     - ``omit_total``: pagination has no ``total`` (orders and markets; activity's ``count``
       stays).
+    - ``omit_has_more``: pagination has no ``has_more`` (the ``pagination_key`` alone says
+      there is more; orders and activity).
+    - ``null_empty_rows``: an empty page's rows are ``null``, not ``[]`` (orders and
+      activity).
+    - ``empty_pages``: every page reached by a pagination_key is preceded by an empty page
+      with ``has_more: true`` and a new key (a server that filters rows after reading a
+      page of them; orders and activity).
+    - ``unknown_wallet_404``: orders and activity for a ``user`` the simulator has no rows
+      of answer 404 "No wallet mapping", as ``/polymarket/wallet`` does.
     - ``insert_on_walk``: each orders page served for a pagination_key adds a new fill at
       the head of that wallet (fills arriving during a walk; orders only).
     - ``rate_limit``: ``(per_second, per_10_seconds)`` or None; tier names accepted.
@@ -74,6 +83,10 @@ class Faults:
     no_log_index: bool = False
     offset_limit: int | None = None
     omit_total: bool = False
+    omit_has_more: bool = False
+    null_empty_rows: bool = False
+    empty_pages: bool = False
+    unknown_wallet_404: bool = False
     insert_on_walk: bool = False
     rate_limit: tuple[int, int] | None = None
     retry_after: RetryAfter = "auto"

@@ -19,7 +19,16 @@ from .params import BadRequest, first
 from .responses import Response, error
 from .store import legacy_row
 
-__all__ = ["DEPRECATION_DOCS", "BookPage", "page_response", "read_cursor", "shaped", "take_page"]
+__all__ = [
+    "DEPRECATION_DOCS",
+    "BookPage",
+    "add_more",
+    "page_response",
+    "read_cursor",
+    "shaped",
+    "take_page",
+    "unknown_wallet",
+]
 
 #: The ``docs`` link sent with the 401 that refuses deep offsets.
 DEPRECATION_DOCS = "https://docs.domeapi.io/polymarket/trade-history#pagination"
@@ -71,6 +80,9 @@ def take_page(
     digest: str,
 ) -> BookPage:
     """Slice one page; call with the store's lock held (rows are re-shaped outside it)."""
+    if cursor is not None and cursor.empty_first:
+        again = Cursor(cursor.key, cursor.total, cursor.filters, cursor.descending)
+        return BookPage([], cursor.total, True, again.encode())
     lo, hi = book.bounds(*window)
     page: Page
     if cursor is not None:
@@ -81,8 +93,23 @@ def take_page(
         page = book.page(lo, hi, after=None, offset=skip, limit=page_size, descending=descending)
     next_key = None
     if page.has_more and page.last_key is not None and not faults.no_pagination_key:
-        next_key = Cursor(page.last_key, total, digest, descending).encode()
+        next_key = Cursor(page.last_key, total, digest, descending, faults.empty_pages).encode()
     return BookPage(page.rows, total, page.has_more, next_key)
+
+
+def unknown_wallet(user: str | None, known: bool, faults: Faults) -> Response | None:
+    """The ``unknown_wallet_404`` fault's answer for a ``user`` with no rows, else None."""
+    if not faults.unknown_wallet_404 or user is None or known:
+        return None
+    return error(404, "Not Found", f"No wallet mapping found for proxy {user}")
+
+
+def add_more(pagination: dict[str, object], page: BookPage, faults: Faults) -> None:
+    """``has_more`` (unless ``omit_has_more``) and the next page's key, if any."""
+    if not faults.omit_has_more:
+        pagination["has_more"] = page.has_more
+    if page.next_key is not None:
+        pagination["pagination_key"] = page.next_key
 
 
 def shaped(rows: list[bytes], faults: Faults) -> list[bytes]:
@@ -92,9 +119,11 @@ def shaped(rows: list[bytes], faults: Faults) -> list[bytes]:
     return rows
 
 
-def page_response(name: bytes, rows: list[bytes], pagination: dict[str, object]) -> Response:
-    """``{"<name>": [rows...], "pagination": {...}}`` without re-encoding the rows."""
-    body = b"".join(
-        (b'{"', name, b'":[', b",".join(rows), b'],"pagination":', orjson.dumps(pagination), b"}")
-    )
+def page_response(
+    name: bytes, rows: list[bytes], pagination: dict[str, object], *, null_empty: bool = False
+) -> Response:
+    """``{"<name>": [rows...], "pagination": {...}}`` without re-encoding the rows
+    (``null_empty``: an empty page's rows are ``null``)."""
+    listed = b"null" if null_empty and not rows else b"[" + b",".join(rows) + b"]"
+    body = b"".join((b'{"', name, b'":', listed, b',"pagination":', orjson.dumps(pagination), b"}"))
     return Response(200, body, rows=len(rows))

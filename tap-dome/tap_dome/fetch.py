@@ -32,6 +32,8 @@ from tap_dome.ratelimit import RateLimiter
 
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 60.0
+# What a page of a wallet the API knows nothing of is read as (`_no_wallet`).
+EMPTY_PAGE = b'{"pagination":{"has_more":false}}'
 RETRY_AFTER_CAP_SECONDS = 300.0
 
 
@@ -328,8 +330,10 @@ class PageFetcher:
                 f"Dome API refused the key (HTTP {status}: {message}). Check the `api_key` "
                 f"setting (TAP_DOME_API_KEY / DOME_API_KEY) and its tier. Request: {request}",
             )
-        if status == 404 and parse is None and "no wallet mapping" in message.lower():
-            raise DomeNotFound(message)
+        if status == 404 and "no wallet mapping" in message.lower():
+            if parse is None:
+                raise DomeNotFound(message)
+            return self._no_wallet(response, path, params, parse, message)
         if status == 404:
             raise DomeRequestError(
                 f"Dome API answered HTTP 404 ({message}). Check the `api_url` setting "
@@ -342,6 +346,26 @@ class PageFetcher:
                 f"follow redirects: check the `api_url` setting. Request: {request}",
             )
         raise DomeRequestError(f"Dome API rejected a request (HTTP {status}: {message}). {request}")
+
+    def _no_wallet(
+        self,
+        response: requests.Response,
+        path: str,
+        params: Mapping[str, Any],
+        parse: Callable[[bytes], Page],
+        message: str,
+    ) -> requests.Response:
+        """A wallet's page answered "No wallet mapping" (404): the API has nothing of that
+        wallet, which is a page with no rows, not a reason to stop every other wallet."""
+        self._logger.warning(
+            "Dome API knows no wallet %s (HTTP 404: %s) on GET %s: read as a wallet with "
+            "no rows. Check the wallet list: proxy wallet addresses are expected (owner "
+            "EOAs need `wallets_are_eoas`).",
+            params.get("user"),
+            message[:200],
+            path,
+        )
+        return attach_page(response, parse(EMPTY_PAGE))
 
 
 def _query(params: Mapping[str, Any]) -> str:

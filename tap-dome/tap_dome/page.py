@@ -44,12 +44,25 @@ def page_of_rows(rows: Rows, pagination: Any, count_field: str = "total") -> Pag
         raise ValueError("response `pagination` is not an object")
     total = pagination.get(count_field)
     key = pagination.get("pagination_key")
+    token = str(key) if key else None
     return Page(
         rows=rows,
-        has_more=bool(pagination.get("has_more")),
-        pagination_key=str(key) if key else None,
+        has_more=_has_more(pagination.get("has_more"), token),
+        pagination_key=token,
         total=_as_int(total),
     )
+
+
+def _has_more(value: Any, key: str | None) -> bool:
+    """`has_more` as the API meant it. A boolean is taken as it is, and so is "true" or
+    "false" as text. Absent (or anything else), a cursor for the next page means more:
+    read as false, such a page would end the walk early, and the bookmark would then cover
+    fills never read."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return key is not None
 
 
 def attach_page(response: requests.Response, page: Page) -> requests.Response:

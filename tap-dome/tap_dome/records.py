@@ -141,6 +141,7 @@ class RecordBuilder:
         self._key = key
         self._identity = identity
         self._time_field = time_field
+        self._row_kind = "fill" if key == "order_id" else "activity"
         self._days: dict[int, str] = {}  # "YYYY-MM-DDT" by Unix day
         self._splice_fields = _splice_fields(known_fields, derived=(key, "wallet", time_field))
         self._splice = _row_decoder(self._splice_fields)
@@ -332,42 +333,47 @@ class RecordBuilder:
 
     def build(self, fill: dict[str, Any], wallet: str) -> dict[str, Any]:
         """Add the key, `wallet` and the UTC time; make the types match the schema."""
-        get = fill.get
-        ts = get("timestamp")
-        if type(ts) is not int:
-            if ts is None:
-                raise DomeDataError(f"fill without timestamp: {_describe(fill)}")
-            ts = fill["timestamp"] = int(float(ts))
-        token_id = get("token_id")
-        if token_id is not None and type(token_id) is not str:
-            fill["token_id"] = str(token_id)
-        shares = get("shares")
-        if shares is not None and type(shares) is not int:
-            fill["shares"] = int(float(shares))
-        price = get("price")
-        if type(price) is str:
-            fill["price"] = float(price)
-        normalized = get("shares_normalized")
-        if type(normalized) is str:
-            fill["shares_normalized"] = float(normalized)
-        block = get("block_number")
-        if block is not None and type(block) is not int:
-            fill["block_number"] = int(block)
-        tx_hash = get("tx_hash")
-        log_index = get("log_index")
-        if log_index is not None and type(tx_hash) is str and tx_hash:
-            if type(log_index) is not int:
-                log_index = fill["log_index"] = int(log_index)
-            fill[self._key] = f"{tx_hash.lower()}:{log_index}"
-        else:
-            fill[self._key] = self._identity(fill)
-        fill["wallet"] = wallet
-        fill[self._time_field] = self.iso(ts)
-        known = self._known
-        if known and not fill.keys() <= known:
-            fill["extra_fields"] = {k: fill.pop(k) for k in list(fill) if k not in known}
-        elif "extra_fields" not in fill:
-            fill["extra_fields"] = None  # every record carries every column of the schema
+        try:
+            get = fill.get
+            ts = get("timestamp")
+            if type(ts) is not int:
+                if ts is None:
+                    raise DomeDataError(f"fill without timestamp: {_describe(fill)}")
+                ts = fill["timestamp"] = int(float(ts))
+            token_id = get("token_id")
+            if token_id is not None and type(token_id) is not str:
+                fill["token_id"] = str(token_id)
+            shares = get("shares")
+            if shares is not None and type(shares) is not int:
+                fill["shares"] = int(float(shares))
+            price = get("price")
+            if type(price) is str:
+                fill["price"] = float(price)
+            normalized = get("shares_normalized")
+            if type(normalized) is str:
+                fill["shares_normalized"] = float(normalized)
+            block = get("block_number")
+            if block is not None and type(block) is not int:
+                fill["block_number"] = int(block)
+            tx_hash = get("tx_hash")
+            log_index = get("log_index")
+            if log_index is not None and type(tx_hash) is str and tx_hash:
+                if type(log_index) is not int:
+                    log_index = fill["log_index"] = int(log_index)
+                fill[self._key] = f"{tx_hash.lower()}:{log_index}"
+            else:
+                fill[self._key] = self._identity(fill)
+            fill["wallet"] = wallet
+            fill[self._time_field] = self.iso(ts)
+            known = self._known
+            if known and not fill.keys() <= known:
+                fill["extra_fields"] = {k: fill.pop(k) for k in list(fill) if k not in known}
+            elif "extra_fields" not in fill:
+                fill["extra_fields"] = None  # every record carries every column of the schema
+        except (TypeError, ValueError) as exc:  # a value of the wrong type: name it
+            raise DomeDataError(
+                f"{self._row_kind} with a value of the wrong type ({exc}): {_describe(fill)}"
+            ) from None
         return fill
 
 
@@ -568,15 +574,20 @@ def market_record(market: dict[str, Any], known_fields: frozenset[str]) -> dict[
         token, label = _side(record.pop(side, None))
         record[f"{side}_token_id"], record[f"{side}_label"] = token, label
     record["winning_token_id"], record["winning_label"] = _side(record.pop("winning_side", None))
-    for name in MARKET_TIME_FIELDS:
-        value = record.get(name)
-        if value is not None and type(value) is not int:
-            record[name] = int(float(value))
     api_extra = record.pop("extra_fields", None)
     extra = dict(api_extra) if isinstance(api_extra, dict) else {}
-    for name in MARKET_EXTRA_KNOWN:
-        value = extra.pop(name, None)
-        record[name] = None if value is None else float(value)
+    try:
+        for name in MARKET_TIME_FIELDS:
+            value = record.get(name)
+            if value is not None and type(value) is not int:
+                record[name] = int(float(value))
+        for name in MARKET_EXTRA_KNOWN:
+            value = extra.pop(name, None)
+            record[name] = None if value is None else float(value)
+    except (TypeError, ValueError) as exc:  # a value of the wrong type: name it
+        raise DomeDataError(
+            f"market {record['condition_id']} with a value of the wrong type ({exc})"
+        ) from None
     extra.update({k: record.pop(k) for k in list(record) if k not in known_fields})
     record["extra_fields"] = extra or None
     return record

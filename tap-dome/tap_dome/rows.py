@@ -19,6 +19,8 @@ from typing import Any
 import msgspec
 import orjson
 
+from tap_dome.errors import DomeDataError
+
 
 class _Stamp(msgspec.Struct):
     """The one field the scheduler reads from each row; every other field is skipped."""
@@ -122,7 +124,7 @@ class Rows:
             if self._body is None or self.encoded is not None:
                 raise RuntimeError("rows without their text or the body they came in")
             text, _ = _decoders(self._rows_field)
-            every: list[msgspec.Raw] = getattr(text.decode(self._body), self._rows_field)
+            every: list[msgspec.Raw] = getattr(text.decode(self._body), self._rows_field) or []
             chosen = self._chosen
             self._raw = every if chosen is None else [every[i] for i in chosen]
         return self._raw
@@ -250,7 +252,7 @@ def _seconds(value: Any) -> int | None:
     try:
         return int(float(value))
     except (TypeError, ValueError):
-        raise ValueError(f"a row's timestamp is not a number: {value!r}") from None
+        raise DomeDataError(f"a row's timestamp is not a number of seconds: {value!r}") from None
 
 
 @functools.cache
@@ -259,10 +261,11 @@ def _decoders(rows_field: str) -> tuple[msgspec.json.Decoder[Any], msgspec.json.
     and the page's pagination."""
     text = msgspec.defstruct(
         f"RawPage_{rows_field}",
-        [(rows_field, list[msgspec.Raw]), ("pagination", Any, None)],
+        [(rows_field, list[msgspec.Raw] | None, None), ("pagination", Any, None)],
     )
     stamps = msgspec.defstruct(
-        f"StampPage_{rows_field}", [(rows_field, list[_Stamp]), ("pagination", Any, None)]
+        f"StampPage_{rows_field}",
+        [(rows_field, list[_Stamp] | None, None), ("pagination", Any, None)],
     )
     return msgspec.json.Decoder(text), msgspec.json.Decoder(stamps)
 
@@ -275,8 +278,9 @@ def split_rows(
     With `typed`, the rows' `typed` form is decoded from the body when it is first read
     (one call for the page instead of one per row; see `Rows.typed`).
 
-    Raises ValueError when the body is not JSON, is cut short, or has no list of objects
-    under `rows_field`.
+    A page whose `rows_field` is null or absent, beside a `pagination` object, has no
+    rows (an API may write an empty list so). Raises ValueError when the body is not JSON,
+    is cut short, or has no list of objects under `rows_field` and no pagination.
     """
     _, stamps = _decoders(rows_field)
     try:
@@ -287,7 +291,10 @@ def split_rows(
         raise ValueError(f"response has no `{rows_field}` list") from None
     except msgspec.DecodeError as exc:
         raise ValueError(f"response is not complete JSON: {exc}") from None
-    values = [row.timestamp for row in getattr(page, rows_field)]
+    found = getattr(page, rows_field)
+    if found is None and not isinstance(page.pagination, dict):
+        raise ValueError(f"response has no `{rows_field}` list")
+    values = [row.timestamp for row in found or ()]
     one_line = is_one_line(body)
     rows = Rows(
         None,

@@ -83,6 +83,28 @@ def test_offset_fallback_and_old_api_without_log_index(
     assert len(run.records) == len(truth)
 
 
+@pytest.mark.parametrize(
+    "fault", ["omit_has_more", "null_empty_rows", "empty_pages", "unknown_wallet_404"]
+)
+def test_every_fill_through_other_shapes_of_the_contract(
+    tmp_path: Path, simulator_factory: Any, fault: str
+) -> None:
+    # What another server may answer within the API's contract: no `has_more` (the key
+    # says more), an empty list as null, an empty page with has_more and a new key before
+    # each page, a 404 "No wallet mapping" for a wallet it has nothing of.
+    sim = simulator_factory(small_standard(11, page=PAGE, large=3000))
+    sim.set_faults(**{fault: True})
+    unknown = "0x" + "ab" * 20
+    config = tap_config(sim, page_size=PAGE, max_window_fills=400)
+    config["wallets"] = [*sim.wallets, unknown]
+    run = run_tap(tmp_path, config)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert_exact(run.records, sim.truth())
+    if fault == "unknown_wallet_404":
+        assert f"Dome API knows no wallet {unknown}" in run.stderr
+        assert "Traceback" not in run.stderr
+
+
 def test_ascending_order_does_not_matter(tmp_path: Path, simulator_factory: Any) -> None:
     sim = simulator_factory(small_standard(11, page=PAGE, large=3000))
     sim.set_faults(sort="asc")

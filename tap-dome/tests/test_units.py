@@ -13,10 +13,10 @@ import requests
 from singer_sdk.exceptions import ConfigValidationError
 
 from tap_dome.concurrency import ordered_map
-from tap_dome.errors import DomePaginationError
+from tap_dome.errors import DomeDataError, DomePaginationError
 from tap_dome.fetch import describe_params, retry_after_seconds
 from tap_dome.page import attach_page, parse_page
-from tap_dome.pagination import DomePaginator, PageToken
+from tap_dome.pagination import MAX_EMPTY_PAGES, DomePaginator, PageToken
 from tap_dome.ratelimit import (
     MAX_SLACK_SHARE,
     SLACK_GROWTH,
@@ -24,7 +24,7 @@ from tap_dome.ratelimit import (
     RateLimiter,
     window_slack,
 )
-from tap_dome.records import RecordBuilder, order_id
+from tap_dome.records import RecordBuilder, market_record, order_id
 from tap_dome.settings import load_wallets, parse_time, resolve
 
 SCHEMAS = Path(__file__).parents[1] / "tap_dome" / "schemas"
@@ -256,6 +256,63 @@ def test_paginator_refuses_loops() -> None:
     empty = DomePaginator()
     with pytest.raises(DomePaginationError, match="empty page"):
         empty.advance(_response({"orders": [], "pagination": {"has_more": True}}))
+
+
+def test_has_more_is_read_as_the_api_meant_it() -> None:
+    rows = [{"timestamp": 1}]
+
+    def more(pagination: dict[str, object]) -> bool:
+        return parse_page(json.dumps({"orders": rows, "pagination": pagination}).encode()).has_more
+
+    assert more({"has_more": True})
+    assert not more({"has_more": False})
+    # Absent: a cursor for the next page means more (read as false, the walk would end
+    # early and the bookmark cover fills never read).
+    assert more({"pagination_key": "abc"})
+    assert not more({})
+    assert not more({"pagination_key": None})
+    assert not more({"has_more": "false", "pagination_key": "abc"})
+    assert more({"has_more": "True"})
+
+
+def test_an_empty_list_may_come_as_null_or_absent_beside_its_pagination() -> None:
+    for body in (b'{"orders": null, "pagination": {"has_more": false}}', b'{"pagination": {}}'):
+        page = parse_page(body)
+        assert len(page.rows) == 0
+        assert not page.has_more
+        assert page.rows.raw == []
+    with pytest.raises(ValueError, match="orders"):
+        parse_page(b'{"orders": null}')  # no pagination either: not a page
+
+
+def test_paginator_follows_empty_pages_with_new_keys_but_not_forever() -> None:
+    paginator = DomePaginator()
+    rows = [{"timestamp": 1}]
+    for n in range(MAX_EMPTY_PAGES):
+        empty = {"orders": [], "pagination": {"has_more": True, "pagination_key": f"e{n}"}}
+        paginator.advance(_response(empty))
+    assert paginator.current_value == PageToken(f"e{MAX_EMPTY_PAGES - 1}", 0)
+    paginator.advance(_response({"orders": rows, "pagination": {"pagination_key": "r"}}))
+    assert paginator.empty_pages == 0  # a page with rows starts the count again
+    for n in range(MAX_EMPTY_PAGES):
+        empty = {"orders": [], "pagination": {"has_more": True, "pagination_key": f"f{n}"}}
+        paginator.advance(_response(empty))
+    with pytest.raises(DomePaginationError, match="empty pages in a row"):
+        paginator.advance(
+            _response({"orders": [], "pagination": {"has_more": True, "pagination_key": "g"}})
+        )
+
+
+def test_values_of_the_wrong_type_are_named_not_a_traceback() -> None:
+    page = parse_page(b'{"orders": [{"timestamp": "2025-01-01T00:00:00Z"}], "pagination": {}}')
+    with pytest.raises(DomeDataError, match="2025-01-01T00:00:00Z"):
+        _ = page.rows.stamps
+    fill = {"timestamp": 1, "tx_hash": "0xAB", "log_index": "10.5", "order_hash": "0x1"}
+    with pytest.raises(DomeDataError, match=r"wrong type.*order_hash='0x1'"):
+        RecordBuilder().build(fill, "0x" + "1" * 40)
+    market = {"condition_id": "0xC", "start_time": "2025-01-01", "market_slug": "m"}
+    with pytest.raises(DomeDataError, match="market 0xc with a value of the wrong type"):
+        market_record(market, frozenset(market))
 
 
 def test_parse_page_rejects_incomplete_bodies() -> None:
