@@ -30,12 +30,20 @@ relies on. Check them when moving the `singer-sdk` pin.
   stores a starting marker that it pops again at the end; our bookmarks are read by
   checkpoints.py, which never reads that marker, so for 10,000 wallets that is 10,000 log
   lines for nothing. Only our own progress lines are logged.
+- `TapHooks._handle_termination`: on SIGTERM or SIGINT the SDK logs "Gracefully shutting
+  down" and raises SystemExit(0) in the main thread, so a stopped run looked like a
+  success, and retrying worker threads kept the process alive for minutes. Ours ends the
+  process at once with 128 + the signal's number and one ERROR line (`stop_on_signal`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import sys
+from types import FrameType
 from typing import Any
 
 from singer_sdk import Stream, Tap
@@ -48,6 +56,7 @@ from singer_sdk.streams._state import StreamStateManager
 from typing_extensions import override
 
 from tap_dome.errors import DomeConfigError, DomeError
+from tap_dome.writer import WRITING
 
 SDK_VERSION_FOLLOWED = "0.54.9"
 
@@ -198,6 +207,10 @@ class TapHooks(Tap):
         self._state_writer = EncodedStateWriter(self.message_writer)
 
     @override
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+        stop_on_signal(signum, self.logger)
+
+    @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """The schema checks, then ours (wallets, dates, tier, URL): all before any request."""
         errors = super()._validate_config(raise_errors=raise_errors)
@@ -209,3 +222,31 @@ class TapHooks(Tap):
                     raise DomeConfigError("; ".join(exc.errors) or str(exc)) from exc
                 errors.extend(exc.errors)
         return errors
+
+
+def stop_on_signal(signum: int, logger: logging.Logger) -> None:
+    """End the process now, with 128 + `signum` (143 for SIGTERM, 130 for SIGINT).
+
+    Nothing a STATE covers is lost: every STATE is written after the records it covers
+    (writer.py), and the rerun reads again what came after the last one. What Python has
+    buffered on stdout is written out first, and a write in progress ends first, so the
+    last line is whole; the tap's own buffer of RECORD lines is not written (the rerun
+    reads them again). Worker threads, retrying or
+    not, end with the process, and so do the helper processes (their sockets close).
+    """
+    name = signal.Signals(signum).name
+
+    def stop() -> None:
+        logger.error(
+            "Stopped by %s: the run did not finish; rerun to resume from the last STATE "
+            "(every fill it covers was written before it).",
+            name,
+        )
+        for stream in (sys.stdout, sys.stderr):
+            # The reader may be gone, or the stream closed: the exit matters, not these.
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(128 + signum)
+
+    # Not inside a write to stdout: a line would be cut in half (writer.py).
+    WRITING.after_writes(stop)

@@ -12,9 +12,11 @@ state has not changed, so the end of a run must not depend on one).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import sys
 import time
 import weakref
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from singer_sdk.contrib.msgspec import MsgSpecWriter, encoder
@@ -28,6 +30,38 @@ FLUSH_SECONDS = 1.0
 
 
 _WRITERS: weakref.WeakSet[BufferedMessageWriter] = weakref.WeakSet()
+
+
+class _Writing:
+    """Whether stdout is being written, and what to do once it no longer is.
+
+    A signal that arrives while a write to a full pipe waits runs its handler inside that
+    write; a handler that ended the process then would cut a line in half. So a handler
+    asks `after_writes` instead: its stop runs at once, or when the write in progress ends.
+    """
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.pending: Callable[[], None] | None = None
+
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if not self.depth and self.pending is not None:
+                self.pending()
+
+    def after_writes(self, action: Callable[[], None]) -> None:
+        if self.depth:
+            self.pending = action
+        else:
+            action()
+
+
+WRITING = _Writing()
 
 
 def flush_all() -> None:
@@ -70,20 +104,22 @@ class BufferedMessageWriter(MsgSpecWriter):
             self._buffer += lines
             self._maybe_flush()
             return
-        out = sys.stdout.buffer
-        if self._buffer:
-            out.write(self._buffer)
-            self._buffer.clear()
-        out.write(lines)
-        sys.stdout.flush()
+        with WRITING.guard():
+            out = sys.stdout.buffer
+            if self._buffer:
+                _write_all(out, self._buffer)
+                self._buffer.clear()
+            _write_all(out, lines)
+            sys.stdout.flush()
         self._flushed_at = time.monotonic()
 
     def flush(self) -> None:
         """Write out everything buffered (stdout is looked up now: tests redirect it)."""
-        if self._buffer:
-            sys.stdout.buffer.write(self._buffer)
-            self._buffer.clear()
-        sys.stdout.flush()
+        with WRITING.guard():
+            if self._buffer:
+                _write_all(sys.stdout.buffer, self._buffer)
+                self._buffer.clear()
+            sys.stdout.flush()
         self._flushed_at = time.monotonic()
 
     def flush_buffered(self) -> None:
@@ -97,6 +133,15 @@ class BufferedMessageWriter(MsgSpecWriter):
     def _maybe_flush(self) -> None:
         if len(self._buffer) >= FLUSH_BYTES or time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
             self.flush()
+
+
+def _write_all(out: Any, data: bytes | bytearray) -> None:
+    """Write all of `data`: a signal that interrupts a write to a pipe makes a buffered
+    writer return having taken only part of it (seen: a line cut after 4 KiB when the
+    tap was stopped), and what it did not take is the caller's to write again."""
+    view = memoryview(data)
+    while view:
+        view = view[out.write(view) :]
 
 
 atexit.register(flush_all)

@@ -132,3 +132,69 @@ def test_memory_is_flat_in_wallet_size(tmp_path: Path, simulator_factory: Any) -
     rss_large = _peak_rss_kib(tmp_path / "l", tap_config(large, page_size=1000))
     # 80,000 parsed fills held at once would take well over 100 MiB.
     assert rss_large - rss_small < 40 * 1024, (rss_small, rss_large)
+
+
+def _stopped_by_sigterm(tmp_path: Path, config: dict[str, Any], after_records: int) -> Any:
+    """Start the tap, send SIGTERM once `after_records` RECORD lines came (0: at once,
+    after 1.5 s), and return (exit code, seconds it took to end, stdout lines, stderr)."""
+    import signal
+    import subprocess
+
+    args = write_args(tmp_path, config, None, ("orders",))
+    errors = tmp_path / "stderr.log"
+    with errors.open("w") as stderr:
+        proc = subprocess.Popen(
+            [*TAP, *args], stdout=subprocess.PIPE, stderr=stderr, text=True, env=tap_env()
+        )
+        assert proc.stdout is not None
+        lines: list[str] = []
+        if after_records:
+            while sum('"type":"RECORD"' in line for line in lines) < after_records:
+                line = proc.stdout.readline()
+                assert line, "the tap ended before it was stopped"
+                lines.append(line)
+        else:
+            time.sleep(1.5)
+        proc.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        lines.extend(proc.stdout.readlines())
+        code = proc.wait(timeout=30)
+        took = time.monotonic() - sent
+    return code, took, lines, errors.read_text()
+
+
+def test_a_stopped_run_says_so_and_resumes_exactly(tmp_path: Path, simulator_factory: Any) -> None:
+    # SIGTERM (a scheduler stopping the job) must not look like success, and what the run
+    # wrote before it must be a clean prefix to resume from.
+    sim = simulator_factory(Dataset.custom([6000, 300], seed=31), latency=(0.01, 0.02))
+    config = tap_config(sim, page_size=PAGE, max_window_fills=MAX_WINDOW_FILLS)
+    code, took, lines, stderr = _stopped_by_sigterm(tmp_path / "1", config, 1500)
+    assert code == 128 + 15, stderr[-2000:]
+    assert took < 10
+    assert "Stopped by SIGTERM" in stderr
+    assert "Traceback" not in stderr
+    for number, line in enumerate(lines):  # every line whole
+        assert line.endswith("\n"), (number, len(lines), line[-200:])
+        try:
+            json.loads(line)
+        except ValueError:
+            raise AssertionError((number, len(lines), line[:300], line[-300:])) from None
+    messages = [json.loads(line) for line in lines]
+    ids = [m["record"]["order_id"] for m in messages if m["type"] == "RECORD"]
+    states = [m["value"] for m in messages if m["type"] == "STATE"]
+    assert len(ids) < sum(1 for _ in truth_ids(sim))  # stopped before the end
+    rest = run_tap(tmp_path / "2", config, state=states[-1] if states else None)
+    assert rest.returncode == 0, rest.stderr[-2000:]
+    assert set(ids) | set(rest.ids) == truth_ids(sim)
+
+
+def test_a_run_stopped_while_it_retries_ends_at_once(
+    tmp_path: Path, simulator_factory: Any
+) -> None:
+    sim = simulator_factory(Dataset.custom([50], seed=32))
+    sim.set_faults(fail_every={"503": 1})  # every request fails: the tap backs off
+    code, took, _, stderr = _stopped_by_sigterm(tmp_path, tap_config(sim, max_retries=12), 0)
+    assert code == 128 + 15, stderr[-2000:]
+    assert took < 5
+    assert "Retrying in" in stderr
+    assert "Stopped by SIGTERM" in stderr

@@ -34,6 +34,10 @@ def test_the_sdk_internals_we_use_still_exist() -> None:
     assert callable(Stream._write_state_message)
     assert hasattr(Stream, "ABORT_AT_RECORD_COUNT")
     assert callable(Tap._validate_config)
+    # The SDK still sends SIGTERM and SIGINT to the handler TapHooks replaces.
+    handlers = inspect.getsource(Tap._setup_signal_handlers)
+    assert "self._handle_termination" in handlers
+    assert "SIGTERM" in handlers
     # The per-record loop still calls the bookmark hook we silence, and writes RECORDs
     # through the method the bulk path replaces.
     loop = inspect.getsource(Stream._sync_records)

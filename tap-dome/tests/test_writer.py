@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import sys
+from typing import Any
 
 import orjson
 import pytest
@@ -45,3 +46,28 @@ def test_small_and_page_sized_writes_and_a_state_come_out_in_order(
         30_000,
     ]
     assert messages[-1]["type"] == "STATE"
+
+
+def test_a_write_that_takes_only_part_of_a_page_is_finished(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A signal that interrupts a write to a pipe makes the buffered writer take only part
+    # of it; the rest must still go out, in order (a cut line breaks the target).
+    class Partial(io.BytesIO):
+        def write(self, data: Any) -> int:
+            return super().write(bytes(data)[:4096])
+
+    class Stdout:
+        buffer = Partial()
+
+        def flush(self) -> None:
+            pass
+
+    sink = Stdout.buffer
+    monkeypatch.setattr(sys, "stdout", Stdout())
+    writer = BufferedMessageWriter()
+    page = b"".join(_line(n, pad=1000) for n in range(200))
+    writer.write_lines(page)
+    writer.write_message(StateMessage(value={"bookmarks": {}}))
+    assert sink.getvalue().startswith(page)
+    assert [orjson.loads(line)["type"] for line in sink.getvalue().splitlines()][-1] == "STATE"
