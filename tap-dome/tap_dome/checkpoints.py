@@ -13,15 +13,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from decimal import Decimal
 from typing import Any
 
 from tap_dome.errors import DomeStateError
 
 STATE_EVERY_SECONDS = 2.0
+# A bookmark is a fill's time the API has shown, so it cannot lie far beyond the machine's
+# clock; one that does (milliseconds, a typo) would make the wallet read nothing, run after
+# run, in silence. The margin leaves room for a machine clock that is days behind.
+MAX_BOOKMARK_AHEAD_SECONDS = 30 * 86400
 
 
-def parse_bookmark(wallet: str, value: Any) -> int | None:
-    """A stored bookmark as Unix seconds; a clear error naming the wallet when it is not."""
+def parse_bookmark(wallet: str, value: Any, now: Callable[[], float] = time.time) -> int | None:
+    """A stored bookmark as Unix seconds; a clear error naming the wallet when it is not
+    one, or lies more than MAX_BOOKMARK_AHEAD_SECONDS beyond `now`."""
     if value is None:
         return None
     if isinstance(value, bool):
@@ -39,6 +45,14 @@ def parse_bookmark(wallet: str, value: Any) -> int | None:
             "seconds. Fix it in the state, or clear that wallet's state to re-read it "
             "(`meltano state` commands).",
         )
+    if number > now() + MAX_BOOKMARK_AHEAD_SECONDS:
+        hint = " (milliseconds? bookmarks are seconds)" if number > now() * 100 else ""
+        raise DomeStateError(
+            f"State: the bookmark of wallet {wallet} is {value!r}, beyond the machine's "
+            f"clock by more than {MAX_BOOKMARK_AHEAD_SECONDS // 86400} days{hint}: the "
+            "wallet would read nothing. Fix it in the state, or clear that wallet's state "
+            "to re-read it (`meltano state` commands).",
+        )
     return int(number)
 
 
@@ -52,16 +66,21 @@ def check_state(state: Mapping[str, Any], stream: str) -> None:
             continue
         context = partition.get("context")
         wallet = str(context.get("wallet")) if isinstance(context, Mapping) else "?"
+        raw = partition.get("replication_key_value")
         try:
-            parse_bookmark(wallet, partition.get("replication_key_value"))
-        except DomeStateError:
-            bad.append(f"{wallet}: {partition.get('replication_key_value')!r}")
+            parse_bookmark(wallet, raw)
+        except DomeStateError as exc:
+            # The SDK reads numbers in the state as Decimal: shown as written.
+            shown = str(raw).lower() if isinstance(raw, Decimal) else repr(raw)
+            hint = " (milliseconds?)" if "milliseconds" in str(exc) else ""
+            bad.append(f"{wallet}: {shown}{hint}")
     if bad:
         shown = "; ".join(bad[:20]) + (f"; and {len(bad) - 20} more" if len(bad) > 20 else "")
         raise DomeStateError(
             f"State: {len(bad)} bookmark(s) of stream `{stream}` are not Unix timestamps in "
-            f"seconds ({shown}). Fix them in the state, or clear those wallets' state to "
-            "re-read them (`meltano state` commands).",
+            f"seconds, or lie more than {MAX_BOOKMARK_AHEAD_SECONDS // 86400} days beyond "
+            f"the machine's clock ({shown}). Fix them in the state, or clear those wallets' "
+            "state to re-read them (`meltano state` commands).",
         )
 
 

@@ -43,14 +43,76 @@ def _debug() -> bool:
     return level.strip().lower() == "debug"
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _log_level_problem() -> str | None:
+    """Why the log level asked for (--log-level, TAP_DOME_LOGLEVEL) cannot be used."""
+    level = os.environ.get(LOG_LEVEL_ENV)
+    if level is None or level.strip().lower() in LOG_LEVELS:
+        return None
+    choices = ", ".join(LOG_LEVELS)
+    return f"Log level {level!r} (--log-level or {LOG_LEVEL_ENV}) is not one of {choices}"
+
+
+def _option_values(args: Sequence[str], option: str) -> list[tuple[int, str]]:
+    """Each `option X` / `option=X` in `args`: (index of the option, X)."""
+    found = []
+    for index, arg in enumerate(args):
+        if arg == option and index + 1 < len(args):
+            found.append((index, args[index + 1]))
+        elif arg.startswith(option + "="):
+            found.append((index, arg.split("=", 1)[1]))
+    return found
+
+
+def _config_file_problem(args: Sequence[str]) -> str | None:
+    """Why a `--config` file cannot be used, checked before the SDK reads it."""
+    for _, path in _option_values(args, "--config"):
+        if path == "ENV":  # the SDK's: settings from the environment
+            continue
+        problem = _json_object_file("Config", path)
+        if problem:
+            return problem
+    return None
+
+
+def _json_object_file(kind: str, path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        return f"{kind} file {path!r} cannot be read: {exc.strerror or exc}"
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
+        return f"{kind} file {path!r} is not valid JSON ({where})"
+    if not isinstance(value, dict):
+        return f"{kind} file {path!r} must hold a JSON object, got {type(value).__name__}"
+    return None
+
+
+def _without_empty_state(args: list[str]) -> list[str]:
+    """`args` without a `--state` whose file is empty: that means "no state yet" (what an
+    orchestrator may hand over), and the SDK would fail to parse it."""
+    for index, path in _option_values(args, "--state"):
+        try:
+            empty = not open(path, encoding="utf-8").read().strip()  # noqa: SIM115
+        except OSError:
+            return args  # named by `_state_file_problem`
+        if empty:
+            LOGGER.info("State file %r is empty: starting without state.", path)
+            width = 2 if args[index] == "--state" else 1
+            return args[:index] + args[index + width :]
+    return args
+
+
 def _state_file_problem(args: Sequence[str]) -> str | None:
     """Why the `--state` file cannot be used, checked before the SDK reads it."""
     path = None
-    for index, arg in enumerate(args):
-        if arg == "--state" and index + 1 < len(args):
-            path = args[index + 1]
-        elif arg.startswith("--state="):
-            path = arg.split("=", 1)[1]
+    for _, value in _option_values(args, "--state"):
+        path = value
     if path is None:
         return None
     try:
@@ -59,7 +121,7 @@ def _state_file_problem(args: Sequence[str]) -> str | None:
     except OSError as exc:
         return f"State file {path!r} cannot be read: {exc.strerror or exc}"
     if not text.strip():
-        return None  # an empty state file means "no state", as Meltano hands it over
+        return None  # an empty state file means "no state" (`_without_empty_state`)
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -93,9 +155,10 @@ def _fail(message: str, exc: BaseException | None = None) -> None:
 def run(tap_class: Any, argv: Sequence[str] | None = None) -> None:
     """Run `tap_class`'s CLI with `argv` (default: the process arguments)."""
     args = _take_log_level(list(sys.argv[1:] if argv is None else argv))
-    problem = _state_file_problem(args)
+    problem = _log_level_problem() or _config_file_problem(args) or _state_file_problem(args)
     if problem:
         _fail(problem)
+    args = _without_empty_state(args)
     try:
         code = tap_class.cli.main(args=args, prog_name="tap-dome", standalone_mode=False)
         _flush_output()

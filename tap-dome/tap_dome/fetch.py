@@ -215,9 +215,10 @@ class PageFetcher:
                 attempt += 1
                 if attempt > self._max_retries:
                     raise DomeRetriesExhausted(
-                        f"Dome API request failed {attempt} times in a row (last: "
-                        f"{failure.reason}); giving up after `max_retries`={self._max_retries}. "
-                        f"Request: GET {path} {describe_params(params)}",
+                        f"Dome API request failed {attempt} time{'s' if attempt > 1 else ''} in "
+                        f"a row (last: {failure.reason}); giving up after `max_retries`="
+                        f"{self._max_retries}. Request: GET {_shown(self._base_url)}{path} "
+                        f"{describe_params(params)}",
                     ) from None
                 delay = self._backoff(attempt, failure.wait)
                 if failure.wait is not None:
@@ -366,6 +367,15 @@ class PageFetcher:
             path,
         )
         return attach_page(response, parse(EMPTY_PAGE))
+
+
+def _shown(url: str) -> str:
+    """`url` without any user or password in it (the `api_url` setting, for errors)."""
+    try:
+        parts = urllib3.util.parse_url(url)
+    except urllib3.exceptions.LocationParseError:
+        return "<api_url>"
+    return parts._replace(auth=None).url
 
 
 def _query(params: Mapping[str, Any]) -> str:

@@ -364,7 +364,8 @@ def resolve(config: Mapping[str, Any], now: float | None = None) -> RunSettings:
     end = min(parse_time(end_setting, "end_date"), now_s) if end_setting else now_s
     if start >= end:
         raise config_error(
-            f"Setting `start_date` ({start}) must be before `end_date`/now ({end})",
+            f"Setting `start_date` ({_iso(start)}) must be before "
+            f"{'`end_date`' if end_setting and end < now_s else 'now'} ({_iso(end)})",
         )
     return RunSettings(
         api_url=check_api_url(config.get("api_url") or DEFAULTS["api_url"]),
@@ -403,3 +404,8 @@ def _flag(config: Mapping[str, Any], name: str) -> bool:
     if text in ("false", "0", "no", "off", ""):
         return False
     raise config_error(f"Setting `{name}` must be true or false, got {value!r}")
+
+
+def _iso(seconds: int) -> str:
+    """Unix seconds as the RFC 3339 UTC text the date settings take."""
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

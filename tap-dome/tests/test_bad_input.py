@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from dome_simulator import Dataset
-from tap_harness import API_KEY, TAP, run_tap, tap_config, tap_env
+from tap_harness import API_KEY, TAP, run_tap, tap_config, tap_env, truth_ids
 
 WALLET = "0x" + "ab" * 20
 
@@ -64,7 +64,15 @@ def test_api_url_that_is_not_a_url(tmp_path: Path, sim: Any) -> None:
     _assert_one_clear_failure(run, "`api_url`", "'not a url'")
 
 
-def test_bookmark_that_is_not_a_number_names_wallet_and_value(tmp_path: Path, sim: Any) -> None:
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [("yesterday", "'yesterday'"), (1796292810123, "milliseconds"), (1e300, "1e+300")],
+)
+def test_bookmark_that_is_not_a_number_names_wallet_and_value(
+    tmp_path: Path, sim: Any, value: Any, shown: str
+) -> None:
+    # Milliseconds, or a number far beyond the clock: the wallet would read nothing, run
+    # after run, in silence.
     wallet = sim.wallets[1]
     state = {
         "bookmarks": {
@@ -73,14 +81,14 @@ def test_bookmark_that_is_not_a_number_names_wallet_and_value(tmp_path: Path, si
                     {
                         "context": {"wallet": wallet},
                         "replication_key": "timestamp",
-                        "replication_key_value": "yesterday",
+                        "replication_key_value": value,
                     }
                 ]
             }
         }
     }
     run = run_tap(tmp_path, tap_config(sim), state=state)
-    _assert_one_clear_failure(run, wallet, "'yesterday'")
+    _assert_one_clear_failure(run, wallet, shown)
     assert sim.stats()["requests"] == 0
     assert not run.records
 
@@ -112,3 +120,45 @@ def test_unreachable_api_after_retries_is_one_line_and_debug_shows_the_traceback
     done = _tap_cli("--config", str(config_path), "--log-level", "debug")
     assert done.returncode == 1
     assert "Traceback" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [(None, "cannot be read"), ("nope", "not valid JSON"), ("[1]", "JSON object")],
+)
+def test_config_file_that_cannot_be_used_is_one_line(
+    tmp_path: Path, content: str | None, needle: str
+) -> None:
+    path = tmp_path / "config.json"
+    if content is not None:
+        path.write_text(content)
+    done = _tap_cli("--config", str(path))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    errors = _error_lines(done.stderr)
+    assert len(errors) == 1, done.stderr
+    assert "config.json" in errors[0]
+    assert needle in errors[0]
+
+
+def test_unknown_log_level_is_one_line(tmp_path: Path, sim: Any) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(tap_config(sim)))
+    done = _tap_cli("--config", str(config), "--log-level", "bogus")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "'bogus'" in done.stderr
+    assert "--log-level" in done.stderr
+    assert sim.stats()["requests"] == 0
+
+
+def test_an_empty_state_file_means_no_state_yet(tmp_path: Path, sim: Any) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(tap_config(sim)))
+    state = tmp_path / "state.json"
+    state.write_text("")
+    done = _tap_cli("--config", str(config), "--state", str(state))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines() if '"RECORD"' in line]
+    assert {r["record"]["order_id"] for r in records if r["stream"] == "orders"} == truth_ids(sim)
