@@ -18,7 +18,9 @@ relies on. Check them when moving the `singer-sdk` pin.
 - `StreamHooks.get_batches` (streams.py) sets `state_manager.is_flushed`, the flag the SDK
   checks before the STATE that follows each BATCH message (batches.py).
 - `TapHooks._validate_config`: our checks (wallets, dates, tiers, URL) run where the SDK
-  checks the schema, so bad settings fail before any request (in one line: cli.py).
+  checks the schema, so bad settings fail before any request (in one line: cli.py); the
+  schema's own errors too, each naming the setting and its variable (the SDK logs each
+  error, then a summary line).
 - `StreamHooks.state_manager` / `IndexedStateManager`: the SDK finds a partition's state by
   scanning the list of partitions, several times per partition, so a run over N wallets
   costs O(N^2) (10,000 wallets: minutes of CPU before any fill). The manager here keeps an
@@ -41,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import sys
 from types import FrameType
@@ -213,7 +216,10 @@ class TapHooks(Tap):
     @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """The schema checks, then ours (wallets, dates, tier, URL): all before any request."""
-        errors = super()._validate_config(raise_errors=raise_errors)
+        try:
+            errors = super()._validate_config(raise_errors=raise_errors)
+        except ConfigValidationError as exc:  # the SDK would log each, then a summary
+            raise DomeConfigError("; ".join(map(_named_setting, exc.errors))) from exc
         if not errors:
             try:
                 _ = self.settings
@@ -250,3 +256,24 @@ def stop_on_signal(signum: int, logger: logging.Logger) -> None:
 
     # Not inside a write to stdout: a line would be cut in half (writer.py).
     WRITING.after_writes(stop)
+
+
+_IN_SETTING = re.compile(r"^(?P<what>.*) in config\['(?P<name>\w+)'\]$")
+_REQUIRED = re.compile(r"^'(?P<name>\w+)' is a required property$")
+
+
+def _named_setting(error: str) -> str:
+    """A schema error of the SDK's as one that names the setting and its variable."""
+    match = _IN_SETTING.match(error)
+    if match:
+        name = match.group("name")
+        return f"Setting `{name}` ({_variable(name)}): {match.group('what')}"
+    match = _REQUIRED.match(error)
+    if match:
+        name = match.group("name")
+        return f"Setting `{name}` ({_variable(name)}) is required"
+    return error
+
+
+def _variable(name: str) -> str:
+    return "TAP_DOME_" + name.upper()

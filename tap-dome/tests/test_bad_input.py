@@ -162,3 +162,18 @@ def test_an_empty_state_file_means_no_state_yet(tmp_path: Path, sim: Any) -> Non
     assert "Traceback" not in done.stderr
     records = [json.loads(line) for line in done.stdout.splitlines() if '"RECORD"' in line]
     assert {r["record"]["order_id"] for r in records if r["stream"] == "orders"} == truth_ids(sim)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needles"),
+    [
+        ({"page_size": 0}, ("`page_size`", "TAP_DOME_PAGE_SIZE", "minimum of 1")),
+        ({"api_tier": "gold"}, ("`api_tier`", "TAP_DOME_API_TIER", "'gold'")),
+    ],
+)
+def test_settings_the_schema_refuses_are_one_line_naming_setting_and_variable(
+    tmp_path: Path, sim: Any, overrides: dict[str, Any], needles: tuple[str, ...]
+) -> None:
+    run = run_tap(tmp_path, tap_config(sim, **overrides))
+    _assert_one_clear_failure(run, *needles)
+    assert sim.stats()["requests"] == 0
