@@ -41,6 +41,7 @@ relies on. Check them when moving the `singer-sdk` pin.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import logging
 import os
 import re
@@ -209,6 +210,18 @@ class TapHooks(Tap):
         super().__init__(*args, **kwargs)
         self._state_writer = EncodedStateWriter(self.message_writer)
 
+    def _warn_of_unknown_settings(self) -> None:
+        """A setting the tap does not know is ignored: say so, with the nearest name (a
+        misspelt `page_sise` would otherwise pass in silence, the default in its place)."""
+        known = set(self.config_jsonschema.get("properties", {}))
+        for name in sorted(set(self.config) - known):
+            near = difflib.get_close_matches(name, sorted(known), n=1)
+            self.logger.warning(
+                "Setting `%s` is not a tap-dome setting and is ignored%s",
+                name,
+                f" (did you mean `{near[0]}`?)" if near else ".",
+            )
+
     @override
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
         stop_on_signal(signum, self.logger)
@@ -220,6 +233,7 @@ class TapHooks(Tap):
             errors = super()._validate_config(raise_errors=raise_errors)
         except ConfigValidationError as exc:  # the SDK would log each, then a summary
             raise DomeConfigError("; ".join(map(_named_setting, exc.errors))) from exc
+        self._warn_of_unknown_settings()
         if not errors:
             try:
                 _ = self.settings

@@ -177,3 +177,11 @@ def test_settings_the_schema_refuses_are_one_line_naming_setting_and_variable(
     run = run_tap(tmp_path, tap_config(sim, **overrides))
     _assert_one_clear_failure(run, *needles)
     assert sim.stats()["requests"] == 0
+
+
+def test_a_misspelt_setting_is_named_with_the_nearest_one(tmp_path: Path, sim: Any) -> None:
+    run = run_tap(tmp_path, tap_config(sim, page_sise=100))
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Setting `page_sise` is not a tap-dome setting" in run.stderr
+    assert "did you mean `page_size`?" in run.stderr
+    assert set(run.ids) == truth_ids(sim)
