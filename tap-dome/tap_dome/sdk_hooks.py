@@ -20,7 +20,7 @@ relies on. Check them when moving the `singer-sdk` pin.
 - `TapHooks._validate_config`: our checks (wallets, dates, tiers, URL) run where the SDK
   checks the schema, so bad settings fail before any request (in one line: cli.py); the
   schema's own errors too, each naming the setting and its variable (the SDK logs each
-  error, then a summary line).
+  error, then a summary line); a setting the tap does not know gets a warning.
 - `StreamHooks.state_manager` / `IndexedStateManager`: the SDK finds a partition's state by
   scanning the list of partitions, several times per partition, so a run over N wallets
   costs O(N^2) (10,000 wallets: minutes of CPU before any fill). The manager here keeps an
