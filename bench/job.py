@@ -189,7 +189,7 @@ class Bench:
             command = [str(ROOT / ".venv/bin/tap-dome"), "--config", str(config)]
             measured = run_measured([*command, "--catalog", str(CATALOG)], stderr=err)
         _check(measured.returncode, log, "tap-dome")
-        line = next(x for x in log.read_text().splitlines() if "orders" in x and "done: " in x)
+        line = next(x for x in log.read_text().splitlines() if "orders done: " in x)
         fills = int(line.split("fills ")[1].split(" ")[0].replace(",", ""))
         return _result(measured, fills)
 

@@ -251,7 +251,7 @@ def run_tap(spec: dict[str, Any], settings: dict[str, Any], workdir: Path) -> di
         if proc.returncode != 0:
             raise RuntimeError(f"the tap failed:\n{stderr[-3000:]}")
         stats = requests.get(info["control"] + "/stats", timeout=10).json()
-    done = re.findall(r"tap-dome.orders +\| done: .*?fills ([\d,]+)", stderr)
+    done = re.findall(r"\| orders done: .*?fills ([\d,]+)", stderr)
     fills = int(done[-1].replace(",", "")) if done else None
     if fills is not None and fills != info["fills"]:
         raise RuntimeError(f"the tap emitted {fills} fills of {info['fills']}")

@@ -127,7 +127,7 @@ def run_tap_emitting(
             with open(os.devnull, "w") as devnull:
                 subprocess.run(command, stdout=devnull, stderr=errors, check=True)
         errors.seek(0)
-        line = next(line for line in errors.read().splitlines() if "done: " in line)
+        line = next(line for line in errors.read().splitlines() if "orders done: " in line)
     fills = int(line.split("fills ")[1].split(" ")[0].replace(",", ""))
     rate = float(line.split("requests ")[1].split("(")[1].split("/s")[0])
     return fills, rate, emitting

@@ -516,3 +516,28 @@ def test_completeness_audit_through_the_whole_job(make_pipeline: MakePipeline) -
     assert "wallet_completeness_nothing_missing" in built.stdout
     lost = {w: m for w, (_, m, _) in _completeness(pipe).items() if m}
     assert lost == {first: 5, second: 2}
+
+
+def test_meltano_shows_the_tap_s_warnings_and_errors_at_their_level(
+    make_pipeline: MakePipeline,
+) -> None:
+    # The extractor declares `structured-logging`: the tap logs JSON lines and Meltano shows
+    # each at its own level. Before, every line of the tap was [info], its ERROR included,
+    # and only Meltano's own "Extractor failed" said that something went wrong.
+    pipe = make_pipeline(Dataset.custom([20], seed=3))
+    pipe.sim.set_faults(fail_next={"500_json": 100})
+    pipe.env_overrides.update(TAP_DOME_MAX_RETRIES="1")
+    proc = pipe.meltano("run", "tap-dome", "target-duckdb")
+    assert proc.returncode != 0
+    lines = proc.stdout.splitlines()
+    tap = [line for line in lines if "] tap-dome " in line]
+    retried = [line for line in tap if "Retrying in" in line]
+    failed = [line for line in tap if "Dome API request failed 2 times in a row" in line]
+    shown = "\n".join(tap)
+    assert retried, shown
+    assert all("[warning" in line for line in retried), shown
+    assert len(failed) == 1, shown
+    assert "[error" in failed[0], shown
+    assert all("Traceback" not in line for line in lines)
+    # The tap's progress lines are shown as they were written, at their level.
+    assert any("[info" in line and "orders done: wallets 0/1" in line for line in tap)

@@ -29,7 +29,8 @@ from tap_dome.windows import Window
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A Dome list endpoint: its path, the key of its rows, and the key of its count.
+    """A Dome list endpoint: its path, the key of its rows, and the key of its count;
+    `noun`: what its rows are called in the progress line.
 
     `typed_rows`: how a stream that writes rows in bulk decodes a page (records.TypedRows);
     `encode`: how it has a helper process write a wallet's page out (codec.py), else None.
@@ -39,6 +40,7 @@ class Endpoint:
     path: str
     rows_field: str
     count_field: str
+    noun: str = "rows"
     typed_rows: TypedDecoder | None = field(default=None, compare=False)
     encode: Callable[[str, bytes], EncodedPage | None] | None = field(default=None, compare=False)
 
@@ -56,9 +58,11 @@ class Endpoint:
         return parse_page(body, self.rows_field, self.count_field, self.typed_rows)
 
 
-ORDERS = Endpoint("/polymarket/orders", rows_field="orders", count_field="total")
+ORDERS = Endpoint("/polymarket/orders", rows_field="orders", count_field="total", noun="fills")
 # Activity counts its matches in `pagination.count`, not `total` (dome-api contract).
-ACTIVITY = Endpoint("/polymarket/activity", rows_field="activities", count_field="count")
+ACTIVITY = Endpoint(
+    "/polymarket/activity", rows_field="activities", count_field="count", noun="events"
+)
 MARKETS = Endpoint("/polymarket/markets", rows_field="markets", count_field="total")
 WALLET_PATH = "/polymarket/wallet"
 

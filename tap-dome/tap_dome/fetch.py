@@ -143,6 +143,8 @@ class PageFetcher:
         self._timeout = timeout
         self._max_retries = max_retries
         self._stats = stats
+        self._by_path: dict[str, FetchStats] = {}
+        self._by_path_lock = threading.Lock()
         self._logger = logger
         self._sleep = sleep
         self._local = threading.local()
@@ -153,6 +155,15 @@ class PageFetcher:
         if pool is None:
             pool = self._local.pool = connection_pool(self._base_url, self._headers)
         return pool
+
+    def stats_for(self, path: str) -> FetchStats:
+        """The counters of one endpoint's requests (one stream's share of the run's), from
+        the first time they are asked for or its first request, whichever is sooner."""
+        stats = self._by_path.get(path)
+        if stats is None:
+            with self._by_path_lock:
+                stats = self._by_path.setdefault(path, FetchStats())
+        return stats
 
     @property
     def limiter(self) -> RateLimiter:
@@ -204,9 +215,11 @@ class PageFetcher:
         reading: ReadingSlot | None = None,
     ) -> tuple[requests.Response, float]:
         attempt = 0
+        own = self.stats_for(path)
         while True:
             self._limiter.acquire()
             self._stats.add(requests=1)
+            own.add(requests=1)
             started = time.monotonic()
             try:
                 response, waited = self._attempt(path, params, parse, reading)
@@ -226,6 +239,7 @@ class PageFetcher:
                 if failure.limited:
                     self._widen_slack()
                 self._stats.add(retries=1)
+                own.add(retries=1)
                 self._logger.warning(
                     "Retrying in %.1fs (attempt %d of %d): %s; request: %s",
                     delay,
@@ -319,6 +333,7 @@ class PageFetcher:
                 raise _Retryable(f"invalid or truncated JSON body ({exc})") from None
         if status == 429:
             self._stats.add(rate_limited=1)
+            self.stats_for(path).add(rate_limited=1)
             wait = retry_after_seconds(response.headers.get("Retry-After"))
             raise _Retryable("HTTP 429 Too Many Requests", wait, limited=True)
         if status >= 500 or status in (408, 425):

@@ -19,16 +19,25 @@ def _duration(seconds: float) -> str:
 
 
 class Progress:
-    """Counts what the run did; a daemon thread logs it every `interval` seconds."""
+    """Counts what one stream's sync did; a daemon thread logs it every `interval` seconds.
+
+    The line names its stream (`label`): under Meltano only the message is shown, not the
+    logger's name. `stats` are the stream's own requests (`PageFetcher.stats_for`), and its
+    time runs from the first of them: a stream read ahead (run.py) began before its turn.
+    """
 
     def __init__(
         self,
         *,
+        label: str,
+        noun: str,
         wallets_total: int,
         stats: FetchStats,
         logger: logging.Logger,
         interval: float,
     ) -> None:
+        self.label = label
+        self.noun = noun
         self.wallets_total = wallets_total
         self.wallets_done = 0
         self.fills = 0
@@ -55,11 +64,11 @@ class Progress:
 
     def line(self, *, final: bool = False) -> str:
         """The progress line (also used by tests)."""
-        elapsed = max(time.monotonic() - self._started, 1e-6)
         stats = self._stats
+        elapsed = max(time.monotonic() - min(self._started, stats.started), 1e-6)
         parts = [
             f"wallets {self.wallets_done}/{self.wallets_total}",
-            f"fills {self.fills:,} ({self.fills / elapsed:,.0f}/s)",
+            f"{self.noun} {self.fills:,} ({self.fills / elapsed:,.0f}/s)",
             f"requests {stats.requests:,} ({stats.requests / elapsed:.1f}/s)",
             f"429s {stats.rate_limited}",
             f"retries {stats.retries}",
@@ -68,7 +77,7 @@ class Progress:
         remaining = self.wallets_total - self.wallets_done
         if not final and self.wallets_done and remaining:
             parts.append(f"ETA ~{_duration(elapsed / self.wallets_done * remaining)}")
-        return ("done: " if final else "progress: ") + ", ".join(parts)
+        return f"{self.label} {'done' if final else 'progress'}: " + ", ".join(parts)
 
     def log(self, *, final: bool = False) -> None:
         """Log the progress line now."""

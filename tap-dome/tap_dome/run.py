@@ -42,9 +42,11 @@ class SyncRun:
         states: list[tuple[str, Mapping[str, Any] | None]],
         replication_key: str,
         logger: logging.Logger,
+        name: str,
         on_all_started: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.name = name  # the stream's, for its progress line
         self.wallets = wallets
         # Kept past the scheduler's end, for the streams that follow (services.py).
         self.first_totals: dict[str, tuple[Window, int, float]] = {}
@@ -132,8 +134,10 @@ class SyncRun:
         assert scheduler is not None
         if self._progress is None:
             self._progress = Progress(
+                label=self.name,
+                noun=self._endpoint.noun,
                 wallets_total=len(self._remaining),
-                stats=self._client.stats,
+                stats=self._client.fetcher.stats_for(self._endpoint.path),
                 logger=self._logger,
                 interval=self.settings.progress_interval,
             ).start()

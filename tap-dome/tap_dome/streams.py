@@ -84,6 +84,7 @@ class WalletWindowStream(StreamHooks):
             states=[(w, manager.peek({"wallet": w})) for w in wallets],
             replication_key=str(self.replication_key),
             logger=self.logger,
+            name=self.name,
             on_all_started=lambda: self.services.prefetch_after(self.name),
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -303,3 +304,36 @@ def test_activity_reads_ahead_while_orders_finishes(tmp_path: Path, simulator_fa
     )
     assert len(again) < len(rows)  # read from its bookmarks, not from start_date
     assert set(first.ids) | set(second.ids) == truth_ids(sim)
+
+
+def _closing_line(stderr: str, stream: str) -> re.Match[str]:
+    pattern = (
+        rf"\| {stream} done: wallets (\d+)/(\d+), (\w+) ([\d,]+) \([\d,]+/s\), "
+        rf"requests ([\d,]+) \(([\d.]+)/s\), 429s (\d+), retries (\d+), elapsed"
+    )
+    found = re.findall(pattern, stderr)
+    assert len(found) == 1, f"one closing line of {stream} expected:\n{stderr[-3000:]}"
+    match = re.search(pattern, stderr)
+    assert match is not None
+    return match
+
+
+def test_each_stream_s_closing_line_counts_its_own_rows_and_requests(
+    tmp_path: Path, simulator_factory: Any
+) -> None:
+    # Under Meltano only a log line's message is shown, so the line names its stream. Its
+    # requests are the stream's own, as the server counted them: activity reads ahead while
+    # orders finishes, and its line once counted the whole run's requests over its own
+    # short time (1,220 requests at 1,303,941/s).
+    sim = simulator_factory(
+        Dataset.custom([WalletSpec(900, activity=25), WalletSpec(300, activity=10), 40, 7], seed=57)
+    )
+    run = run_tap(tmp_path, tap_config(sim, page_size=PAGE), streams=("orders", "activity"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    served = sim.stats()["requests_by_route"]
+    rows = {"orders": len(run.records), "activity": len(run.stream("activity"))}
+    for stream, noun in (("orders", "fills"), ("activity", "events")):
+        line = _closing_line(run.stderr, stream)
+        assert line.group(1) == line.group(2) == str(len(sim.wallets))
+        assert (line.group(3), int(line.group(4).replace(",", ""))) == (noun, rows[stream])
+        assert int(line.group(5).replace(",", "")) == served[stream]
