@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
+from tap_dome.concurrency import reuse_freed_memory
 from tap_dome.records import RecordBuilder
 from tap_dome.rows import EncodedLines, Rows, is_one_line
 
@@ -159,6 +160,11 @@ class EncoderPool:
         atexit.register(pool.close)  # before multiprocessing's own: the helpers end cleanly
         return pool
 
+    @property
+    def pids(self) -> list[int]:
+        """The helpers' process ids."""
+        return [child.pid for child in self._children]
+
     def register(self, spec: EncodeSpec) -> None:
         """Make `spec` known; helpers learn it with the first page that names it."""
         with self._lock:
@@ -247,6 +253,7 @@ def _serve(sock: socket.socket, tap_ends: list[socket.socket]) -> None:
     """A helper's loop: a page in, its lines out, until the tap closes its socket."""
     for end in tap_ends:
         end.close()
+    reuse_freed_memory()
     _detach_from_output()
     # Not the tap's handlers: an interrupt is the tap's to handle; the helper ends when
     # the tap closes its socket, or at once when it is terminated.

@@ -42,6 +42,12 @@ MALLOC_ARENAS = 1
 # otherwise moves page-1000 bodies (~700 KB) into the heap, where they fragment it.
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 256 * 1024
+# A helper process (codec.py) instead keeps its freed memory for its next page: allocations
+# below this many bytes come from its heap, and its heap is returned to the system only
+# beyond M_TRIM_THRESHOLD's bytes free at its top.
+M_TRIM_THRESHOLD = -1
+HELPER_MMAP_THRESHOLD_BYTES = 16 << 20
+HELPER_TRIM_THRESHOLD_BYTES = 64 << 20
 
 
 class ConcurrencyGate:
@@ -105,6 +111,24 @@ def limit_malloc_arenas() -> None:
         return
     mallopt(M_ARENA_MAX, MALLOC_ARENAS)
     mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+
+
+def reuse_freed_memory() -> None:
+    """Have glibc keep a helper process's freed memory for its next page.
+
+    A helper handles one page at a time, and every page allocates about the same: the body,
+    its rows, its lines (a few MB). Forked from the tap, it inherits the tap's fixed 256 KiB
+    mmap threshold (`limit_malloc_arenas`), so each of those buffers was a fresh mapping,
+    faulted in page by page and unmapped again: measured in one process on the same pages,
+    3.9 us a row against 2.9 us with the heap kept. The heap stays the size of one page's
+    work. Elsewhere than glibc: nothing to do.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(M_MMAP_THRESHOLD, HELPER_MMAP_THRESHOLD_BYTES)
+    mallopt(M_TRIM_THRESHOLD, HELPER_TRIM_THRESHOLD_BYTES)
 
 
 class ReadingSlots:
