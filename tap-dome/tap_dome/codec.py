@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
+from tap_dome.buffers import BUFFERS, BufferPool
 from tap_dome.concurrency import reuse_freed_memory
 from tap_dome.records import RecordBuilder
 from tap_dome.rows import EncodedLines, Rows, is_one_line
@@ -70,12 +71,14 @@ class EncodedPage:
 
 class _Channel:
     """One end of a helper's socket: length-prefixed frames, each read with one call into
-    a buffer of its size (a page is ~1 MB: no chunked reads, no copies)."""
+    a buffer of its size (a page is ~1 MB: no chunked reads, no copies). The tap's ends read
+    into buffers of its pool (buffers.py); a helper's own heap is kept (`_serve`)."""
 
-    __slots__ = ("sock", "specs_sent")
+    __slots__ = ("buffers", "sock", "specs_sent")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, buffers: BufferPool | None = None) -> None:
         self.sock = sock
+        self.buffers = buffers
         self.specs_sent: set[str] = set()  # what this helper already knows (the tap's end)
         for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
             with contextlib.suppress(OSError):  # the system's own size is fine too
@@ -96,7 +99,7 @@ class _Channel:
         return pickle.loads(self.recv())
 
     def _exactly(self, size: int) -> bytearray:
-        buffer = bytearray(size)
+        buffer = bytearray(size) if self.buffers is None else self.buffers.take(size)
         view = memoryview(buffer)
         while view:
             got = self.sock.recv_into(view, len(view), socket.MSG_WAITALL)
@@ -143,7 +146,7 @@ class EncoderPool:
             child.start()
             theirs.close()
             self._children.append(child)
-            self._free.put(_Channel(ours))
+            self._free.put(_Channel(ours, BUFFERS))
 
     @classmethod
     def start(

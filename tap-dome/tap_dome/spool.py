@@ -27,6 +27,7 @@ from typing import IO, Any
 
 import msgspec
 
+from tap_dome.buffers import BUFFERS
 from tap_dome.rows import EncodedLines, Rows
 
 SEGMENT_BYTES = 8 * 1024 * 1024
@@ -123,12 +124,13 @@ class Spool:
     def take(self, parked: Parked) -> Rows:
         """Read a parked page back (once): its rows, as they were parked."""
         size = parked.size
+        block = BUFFERS.take(size)  # a page's lines are ~1 MB: no fresh mapping for each
         try:
-            block = os.pread(parked.segment.file.fileno(), size, parked.offset)
+            got = os.preadv(parked.segment.file.fileno(), [block], parked.offset)
         finally:
             self._taken(parked.segment, size)
-        if len(block) != size:
-            raise OSError(f"the page spool lost data: read {len(block)} of {size} bytes")
+        if got != size:
+            raise OSError(f"the page spool lost data: read {got} of {size} bytes")
         if parked.condition_ids is not None:  # lines (codec.py): read back whole
             # A typed row's stamp is an int, so they come packed (_compact).
             packed = parked.stamps
