@@ -4,7 +4,7 @@ A page of 1,000 fills is about 1 MB of lines, read from a helper process (codec.
 from the page spool (spool.py). The tap fixes glibc's mmap threshold at 256 KiB, which keeps
 its heap flat (`concurrency.limit_malloc_arenas`), so each such buffer was a mapping of its
 own: faulted in 4 KiB at a time, zeroed by the kernel, unmapped when freed. On Pro's
-million-fill wallet at page 1000 that was ~650,000 page faults, about a quarter of the tap's
+million-fill wallet at page 1000 that was ~650,000 page faults, about a fifth of the tap's
 own process's CPU.
 
 A buffer here is handed out again only once nothing else refers to it. Python counts every
