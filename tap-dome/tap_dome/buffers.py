@@ -11,7 +11,7 @@ A buffer here is handed out again only once nothing else refers to it. Python co
 holder (the page's rows, a memoryview, a write in progress), so a buffer still in use is
 never overwritten: a page that is kept stays whole, and the pool allocates a new buffer
 instead. Buffers are kept up to `MAX_BUFFERS`, about as many as the pages the tap holds in
-memory at once (scheduler.py's budget), so the pool adds no memory the run would not use.
+memory at once (budget.py), so the pool adds no memory the run would not use.
 """
 
 from __future__ import annotations

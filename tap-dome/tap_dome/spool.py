@@ -2,7 +2,7 @@
 
 Under real latency the stream waits on its head slice's cursor chain, one page per round
 trip, while the other chains run ahead. Their pages must wait somewhere: in memory they would
-make memory grow with the lookahead (scheduler.py caps it), so beyond a share of that cap
+make memory grow with the lookahead (budget.py caps it), so beyond a share of that cap
 they are parked here. A parked page is its rows' JSON text, written as one block into an
 anonymous temporary file; only each row's timestamp and, for rows not yet written out as
 lines, its end offset stay in memory (8-16 bytes a row). Reading it back is one `pread` (and

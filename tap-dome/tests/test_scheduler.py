@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from dome_simulator import Dataset, DomeSimulator, WalletSpec
+from tap_dome.budget import slice_pages
 from tap_dome.client import ORDERS
 from tap_dome.concurrency import (
     BASE_LATENCY_SAMPLES,
@@ -30,7 +31,7 @@ from tap_dome.events import WindowDone
 from tap_dome.fetch import FetchStats, PageFetcher
 from tap_dome.page import page_of
 from tap_dome.ratelimit import RateLimiter, window_slack
-from tap_dome.scheduler import PARK_MIN_LATENCY_SECONDS, FetchScheduler, slice_pages
+from tap_dome.scheduler import PARK_MIN_LATENCY_SECONDS, FetchScheduler
 from tap_dome.windows import Window
 
 LOG = logging.getLogger("test-scheduler")
@@ -552,3 +553,21 @@ def test_reading_slots_go_to_the_earliest_page_in_emission_order() -> None:
 
     threading.Thread(target=take).start()
     assert done.wait(5)
+
+
+def test_the_closing_line_of_a_one_request_run_says_only_what_happened(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # One small wallet: one request, nothing cut, nothing parked; the line says so in words.
+    dataset = Dataset.custom([WalletSpec(7, span=10 * 86400)], seed=5)
+    with DomeSimulator(dataset=dataset, api_key="k") as sim:
+        end = int(time.time())
+        scheduler = _scheduler(sim, end, page_size=100, rates=(10_000, 100_000))
+        with caplog.at_level(logging.INFO, logger=LOG.name):
+            result = _consume(scheduler, sim.wallets, timeout=30)
+    _assert_exact(sim, result, end)
+    closing = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Fetching:")]
+    assert len(closing) == 1
+    assert closing[0].startswith("Fetching: 1 request, up to 1 in flight (latency ~")
+    assert "cut" not in closing[0]
+    assert "parked" not in closing[0]
