@@ -1,7 +1,8 @@
 """The Dome API as tap-dome calls it: its endpoints, their parameters, and one client.
 
 Every request tap-dome makes goes through `DomeClient`: one per run, owned by the tap and
-shared by its streams, so every request counts against one rate limiter. The HTTP work
+shared by its streams, so every request counts against one rate limiter, which starts
+with the requests the last run sent in its final seconds (ledger.py). The HTTP work
 (retries, backoff, Retry-After, clear errors) is in fetch.py. The API key only ever
 travels as the `Authorization` header: never as a parameter, in a context, a log line, the
 state or an error message.
@@ -9,7 +10,9 @@ state or an error message.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -19,6 +22,7 @@ import requests
 
 from tap_dome.codec import EncodedPage
 from tap_dome.fetch import FetchStats, PageFetcher
+from tap_dome.ledger import ledger_path, load_recent, save_recent
 from tap_dome.page import Page, page_of_rows, parse_page
 from tap_dome.pagination import PageToken
 from tap_dome.ratelimit import RateLimiter
@@ -113,6 +117,31 @@ class DomeClient:
             stats=self.stats,
             logger=logger,
         )
+        self._logger = logger
+        self._ledger = ledger_path(settings.api_url)
+        self._share_sends()
+
+    def _share_sends(self) -> None:
+        """Start the limiter with the requests that the runs before this one sent in the
+        last seconds, and hand this run's to the next at exit (ledger.py)."""
+        wall, mono, horizon = time.time(), time.monotonic(), self.limiter.horizon
+        sent = load_recent(self._ledger, wall, horizon, self._logger)
+        self.limiter.seed(mono - (wall - at) for at in sent)
+        if sent:
+            self._logger.info(
+                "%d requests of a run before this one left in the last %.0f s: counted "
+                "against the rate budgets",
+                len(sent),
+                horizon,
+            )
+        atexit.register(self.save_sends)
+
+    def save_sends(self) -> None:
+        """Write the last seconds' send times for the next run (ledger.py); at exit."""
+        wall, mono, horizon = time.time(), time.monotonic(), self.limiter.horizon
+        sent = [wall - (mono - at) for at in self.limiter.sent_within(horizon)]
+        if sent:
+            save_recent(self._ledger, sent, wall, horizon, self._logger)
 
     def page(self, endpoint: Endpoint, params: dict[str, Any]) -> requests.Response:
         """One page of `endpoint` with these parameters (markets by id, audits, ...)."""

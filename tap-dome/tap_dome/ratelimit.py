@@ -19,7 +19,7 @@ from __future__ import annotations
 import bisect
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 # Requests are counted at arrival, a moment after they leave; slack keeps jitter in that
 # moment from pushing one request too many into a server window: at least
@@ -140,6 +140,28 @@ class RateLimiter:
                     self._insert(max(now, slot))  # when it really leaves
                     return waited
             # A 429 paused everyone while this caller slept: queue again.
+
+    @property
+    def horizon(self) -> float:
+        """The longest window the budgets look back over, slack included (10.3 s)."""
+        return max(window for window, _ in self._budgets)
+
+    def sent_within(self, seconds: float) -> list[float]:
+        """When the requests of the last `seconds` left (this limiter's clock), oldest
+        first; slots reserved for callers still asleep are not sends yet."""
+        with self._lock:
+            now = self._clock()
+            return [at for at in self._log if now - seconds < at <= now]
+
+    def seed(self, sent: Iterable[float]) -> None:
+        """Count requests that left before this limiter existed (another run's, on this
+        limiter's clock: ledger.py), so the budgets see what the server sees. Times in the
+        future are not sends: they are left out."""
+        with self._lock:
+            now = self._clock()
+            for at in sent:
+                if at <= now:
+                    self._insert(at)
 
     def _insert(self, at: float) -> None:
         bisect.insort(self._log, at)

@@ -198,3 +198,40 @@ def test_a_run_stopped_while_it_retries_ends_at_once(
     assert took < 5
     assert "Retrying in" in stderr
     assert "Stopped by SIGTERM" in stderr
+
+
+def _429s(sim: Any) -> int:
+    by_status = sim.stats()["by_status"]
+    return int(by_status.get("429", by_status.get(429, 0)))
+
+
+def test_a_run_right_after_another_waits_for_the_server_s_windows(
+    tmp_path: Path, simulator_factory: Any, monkeypatch: Any
+) -> None:
+    # Dome counts a key's requests over 1 s and 10 s, whichever run sent them. Each run
+    # below sends a whole 10 s budget (40 requests) in about 2 s, one after the other.
+    sim = simulator_factory(Dataset.custom([5] * 40, seed=41), rate_limit=(20, 40))
+    config = tap_config(
+        sim, page_size=PAGE, requests_per_second=20, requests_per_10_seconds=40, max_concurrency=8
+    )
+    ledger_dir, fresh_dir = tmp_path / "ledger", tmp_path / "fresh"
+    ledger_dir.mkdir()
+    fresh_dir.mkdir()
+    monkeypatch.setenv("TMPDIR", str(ledger_dir))
+    first = run_tap(tmp_path / "1", config)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert _429s(sim) == 0
+    # Right after it, with the ledger the first run left: no 429, the budgets wait instead.
+    second = run_tap(tmp_path / "2", config)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert set(second.ids) == truth_ids(sim)
+    assert "40 requests of a run before this one left in the last 10 s" in second.stderr
+    assert _429s(sim) == 0
+    assert sim.stats()["max_in_10s"] <= 40
+    # The same run without it (another temp directory) meets the server's full windows.
+    monkeypatch.setenv("TMPDIR", str(fresh_dir))
+    third = run_tap(tmp_path / "3", config)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert set(third.ids) == truth_ids(sim)
+    assert "of a run before this one" not in third.stderr
+    assert _429s(sim) > 0
