@@ -11,7 +11,8 @@ the moment it really leaves, and the slots reserved after that see the true time
 Slots are spaced too (half a budget's average gap): a whole budget released at one
 instant would reach the server as one bunch, and the server would count the last of it
 late enough to share a window with the next bunch. A 429 pauses everybody, not just the
-thread that got it.
+thread that got it. A run's log starts with the send times the run before it left, when
+they are still inside a window (`seed`, ledger.py): the server's windows hold them too.
 """
 
 from __future__ import annotations
