@@ -129,8 +129,8 @@ class DomeClient:
         self.limiter.seed(mono - (wall - at) for at in sent)
         if sent:
             self._logger.info(
-                "%d requests of a run before this one left in the last %.0f s: counted "
-                "against the rate budgets",
+                "Rate budgets: %d requests that an earlier run sent in the last %.0f s "
+                "count against this run's (the server's windows still hold them)",
                 len(sent),
                 horizon,
             )

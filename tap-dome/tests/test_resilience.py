@@ -225,7 +225,7 @@ def test_a_run_right_after_another_waits_for_the_server_s_windows(
     second = run_tap(tmp_path / "2", config)
     assert second.returncode == 0, second.stderr[-3000:]
     assert set(second.ids) == truth_ids(sim)
-    assert "40 requests of a run before this one left in the last 10 s" in second.stderr
+    assert "Rate budgets: 40 requests that an earlier run sent in the last 10 s" in second.stderr
     assert _429s(sim) == 0
     assert sim.stats()["max_in_10s"] <= 40
     # The same run without it (another temp directory) meets the server's full windows.
@@ -233,5 +233,5 @@ def test_a_run_right_after_another_waits_for_the_server_s_windows(
     third = run_tap(tmp_path / "3", config)
     assert third.returncode == 0, third.stderr[-3000:]
     assert set(third.ids) == truth_ids(sim)
-    assert "of a run before this one" not in third.stderr
+    assert "that an earlier run sent" not in third.stderr
     assert _429s(sim) > 0
