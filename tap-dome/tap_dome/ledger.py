@@ -8,11 +8,12 @@ would bring 429s: 11 to 17 per run, measured on Dev with back-to-back runs. So a
 writes the send times of its last ~10 s here, and the next run's rate limiter starts with
 them (`RateLimiter.seed`): it waits where the server's windows are still full.
 
-One small JSON file per API URL, in `<temp dir>/tap-dome-<uid>/`, named by a hash of the URL:
-it holds timestamps only, never the key, the URL or anything else a request carried. Two
-runs that end at once merge their times under a file lock. It is advisory: a file that
-cannot be read or written is skipped (logged at debug level) and the run goes on as if
-there were none; a 429 is still handled as always (fetch.py).
+One small JSON file per API URL, in `<temp dir>/tap-dome-<uid>/` (only if that is a directory
+of this user's, not a link), named by a hash of the URL: it holds timestamps only, never the
+key, the URL or anything else a request carried. Two runs that end at once merge their
+times under a file lock. It is advisory: a file that cannot be read or written is skipped
+(logged at debug level) and the run goes on as if there were none; a 429 is still handled
+as always (fetch.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -47,6 +49,9 @@ def ledger_path(api_url: str, directory: str | None = None) -> Path:
 def load_recent(path: Path, now: float, horizon: float, logger: logging.Logger) -> list[float]:
     """The wall-clock send times in `path` within the last `horizon` seconds before `now`."""
     try:
+        if not path.parent.exists():
+            return []
+        _check_private(path.parent)
         with _locked(path):
             return _recent(_read(path), now, horizon)
     except (OSError, ValueError) as exc:
@@ -60,6 +65,7 @@ def save_recent(
     """Add `sent` (wall-clock times) to `path`, keeping only the last `horizon` seconds."""
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _check_private(path.parent)
         with _locked(path):
             try:
                 earlier = _read(path)
@@ -77,7 +83,16 @@ def save_recent(
                 raise
     except OSError as exc:
         logger.debug("Request ledger %s not written (%s)", path, exc)
+        return
     _sweep(path.parent, keep=path, now=now)
+
+
+def _check_private(directory: Path) -> None:
+    """The temp directory is shared: use ours only if it is a real directory of this user's,
+    not a symlink or another user's planted there (OSError otherwise, so it is skipped)."""
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode) or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
+        raise OSError(f"{directory} is not a directory of this user's")
 
 
 def _sweep(directory: Path, keep: Path, now: float) -> None:

@@ -123,3 +123,17 @@ def test_an_unseeded_limiter_lets_the_first_request_go_at_once() -> None:
     limiter = RateLimiter([(1.0, 100), (10.0, 50)], clock=clock.time, sleep=clock.sleep)
     assert limiter.acquire() == 0.0
     assert limiter.sent_within(limiter.horizon) == [clock.now]
+
+
+def test_a_symlink_in_place_of_the_directory_is_not_followed(tmp_path: Path) -> None:
+    # The temp directory is shared: a link planted where the ledger's directory would be
+    # must not make the tap write (or read) through it.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    path = ledger_path(URL, str(tmp_path))
+    path.parent.symlink_to(elsewhere, target_is_directory=True)
+    now = time.time()
+    save_recent(path, [now - 1], now, 10.3, LOG)
+    assert list(elsewhere.iterdir()) == []
+    (elsewhere / path.name).write_text(json.dumps({"sent": [now - 1]}))
+    assert load_recent(path, now, 10.3, LOG) == []
