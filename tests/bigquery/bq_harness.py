@@ -151,6 +151,12 @@ class _TokenHandler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = urllib.parse.urlparse(self.path).path.rstrip("/")
         account = "/computeMetadata/v1/instance/service-accounts/default"
+        # A real metadata server answers for the account by its email too, and google-auth
+        # asks so once it knows the email: a second refresh of the same credentials (two
+        # threads that found no token at once, say) reads the account by email.
+        by_email = f"/computeMetadata/v1/instance/service-accounts/{METADATA_EMAIL}"
+        if path.startswith(by_email):
+            path = account + path[len(by_email) :]
         if self.headers.get("Metadata-Flavor") != "Google":
             self._send("Missing Metadata-Flavor header", "text/plain", status=403)
         elif path == "":

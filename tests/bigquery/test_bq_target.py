@@ -414,6 +414,30 @@ def test_workload_identity_without_a_key_file(bq: bq_harness.Stack, workdir: Pat
     assert bq.metadata_tokens() > tokens
 
 
+def test_workload_identity_credentials_refresh_more_than_once(bq: bq_harness.Stack) -> None:
+    """google-auth reads the account by its email once it knows it: a second refresh of the
+    same credentials (two of the loader's threads that found no token at once) must work
+    as on a real metadata server, or the loader dies at random under load."""
+    code = (
+        "import google.auth.transport.requests as t, google.auth.compute_engine as ce\n"
+        "c = ce.Credentials()\n"
+        "r = t.Request()\n"
+        "c.refresh(r)\n"
+        "c.refresh(r)\n"
+        "print(c.service_account_email, bool(c.token))\n"
+    )
+    done = subprocess.run(
+        [str(LOADER_VENV / "bin" / "python"), "-c", code],
+        env={**os.environ, **bq.workload_identity_env()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [bq_harness.METADATA_EMAIL, "True"]
+
+
 def tap_file(folder: Path, index: int) -> Path:
     """A path named as the tap's batch writer names the files of stream `orders`."""
     return folder / f"orders-tap-dome--orders-{uuid.uuid4()}-{index}.json"
