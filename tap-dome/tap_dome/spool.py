@@ -9,8 +9,12 @@ lines, its end offset stay in memory (8-16 bytes a row). Reading it back is one 
 for rows not written out, slicing): no parsing, about 0.3 ms per 1,000 fills. A page already
 written out as lines (codec.py) is parked and read back whole, with no step per row.
 
-Files are segments of about `segment_bytes`, written one after another and closed (their disk
-space freed) as soon as every page in them has been taken. They are anonymous (unlinked on
+Files are segments of about `segment_bytes`, written one after another. A segment whose pages
+have all been taken is written again from its start (up to `FREE_SEGMENTS` of them wait for
+that), and only beyond those is it closed, its disk space freed: writing into a file's pages
+that the system already holds costs about an eighth of writing into new ones (which it must
+find, zero and, at close, free again), and under latency most pages of a big wallet pass
+through here. They are anonymous (unlinked on
 creation), so a crash leaves nothing behind. Thread-safe: workers park, the consumer takes.
 """
 
@@ -31,6 +35,8 @@ from tap_dome.buffers import BUFFERS
 from tap_dome.rows import EncodedLines, Rows
 
 SEGMENT_BYTES = 8 * 1024 * 1024
+# Emptied segments kept to be written again, at most (64 MiB of disk at the default size).
+FREE_SEGMENTS = 8
 
 
 class _Segment:
@@ -66,21 +72,34 @@ class Parked:
 class Spool:
     """Anonymous temporary files in `directory` (the system's temp directory by default)."""
 
-    def __init__(self, directory: str | None = None, segment_bytes: int = SEGMENT_BYTES) -> None:
+    def __init__(
+        self,
+        directory: str | None = None,
+        segment_bytes: int = SEGMENT_BYTES,
+        free_segments: int = FREE_SEGMENTS,
+    ) -> None:
         self._directory = directory
         self._segment_bytes = max(1, segment_bytes)
+        self._free_cap = max(0, free_segments)
         self._lock = threading.Lock()
         self._segment: _Segment | None = None  # the one being appended to
-        self._open: set[_Segment] = set()
+        self._open: set[_Segment] = set()  # every file open, emptied ones included
+        self._free: list[_Segment] = []  # emptied, to be written again from the start
         self._bytes = 0  # bytes parked and not taken yet
         self.pages_parked = 0
         self.peak_bytes = 0
 
     @property
     def open_segments(self) -> int:
-        """Temporary files open now (each holds at least one page not taken yet)."""
+        """Temporary files open now that hold a page not taken yet."""
         with self._lock:
-            return len(self._open)
+            return len(self._open) - len(self._free)
+
+    @property
+    def free_segments(self) -> int:
+        """Emptied files kept open to be written again."""
+        with self._lock:
+            return len(self._free)
 
     def park(self, rows: Rows) -> Parked:
         """Write `rows` to disk; raises OSError when the disk refuses (nothing is kept then)."""
@@ -95,11 +114,14 @@ class Spool:
         with self._lock:
             segment = self._segment
             if segment is None or segment.full:
-                # Closed when its last page is taken, or by close(): not a `with` block.
-                file = tempfile.TemporaryFile(dir=self._directory)  # noqa: SIM115
-                segment = _Segment(file)
+                if self._free:
+                    segment = self._free.pop()
+                else:
+                    # Closed by `_taken` or close(): not a `with` block.
+                    file = tempfile.TemporaryFile(dir=self._directory)  # noqa: SIM115
+                    segment = _Segment(file)
+                    self._open.add(segment)
                 self._segment = segment
-                self._open.add(segment)
             offset = segment.size
             segment.size += len(block)
             segment.pages += 1
@@ -146,6 +168,7 @@ class Spool:
         with self._lock:
             segments, self._open = self._open, set()
             self._segment = None
+            self._free = []
         for segment in segments:
             segment.file.close()
 
@@ -157,6 +180,11 @@ class Spool:
                 return
             if segment is self._segment:
                 self._segment = None
+            if len(self._free) < self._free_cap:
+                segment.size = 0
+                segment.full = False
+                self._free.append(segment)
+                return
             self._open.discard(segment)
         segment.file.close()
 

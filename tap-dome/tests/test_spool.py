@@ -89,6 +89,43 @@ def test_pages_taken_out_of_order_and_segments_freed(tmp_path: Path) -> None:
     assert spool.open_segments == 0
 
 
+def _files_open_in(directory: Path) -> int:
+    """This process's open files that were made in `directory` (anonymous: unlinked)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{fd}")
+        except FileNotFoundError:  # the directory listing's own, closed by now
+            continue
+        count += link.startswith(str(directory) + "/")
+    return count
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts files by /proc")
+def test_emptied_segments_are_written_again_and_the_rest_closed(tmp_path: Path) -> None:
+    # Writing into a file's pages again costs less than writing new ones: up to
+    # `free_segments` emptied files wait to be reused; beyond those they are closed.
+    spool = Spool(str(tmp_path), segment_bytes=30_000, free_segments=2)
+    first = [_page(i * 300, 300) for i in range(12)]
+    parked = [spool.park(page) for page in first]
+    files = _files_open_in(tmp_path)
+    assert files > 3
+    for page, where in zip(first, parked, strict=True):
+        _same(spool.take(where), page)
+    assert spool.open_segments == 0
+    assert spool.free_segments == 2
+    assert _files_open_in(tmp_path) == 2  # the rest closed, their space freed
+    # Shorter pages into the reused files: each reads back as itself, nothing of the old.
+    second = [_page(10_000 + i * 50, 50) for i in range(6)]
+    parked = [spool.park(page) for page in second]
+    assert _files_open_in(tmp_path) == 2  # no new file: both reused
+    for index in (5, 0, 3, 1, 4, 2):
+        _same(spool.take(parked[index]), second[index])
+    spool.close()
+    assert spool.free_segments == 0
+    assert _files_open_in(tmp_path) == 0
+
+
 def test_parked_files_are_anonymous(tmp_path: Path) -> None:
     # Nothing to clean up after a crash: the files have no name in the directory.
     spool = Spool(str(tmp_path))
