@@ -21,7 +21,7 @@ lint: setup
 
 bench: setup
 	.venv/bin/python bench/run.py
-	.venv/bin/python bench/rate.py
+	.venv/bin/python bench/rate.py --bare
 	.venv/bin/python bench/loaders.py
 	.venv/bin/python bench/job.py
 

@@ -18,6 +18,11 @@ requests, all ready at once: the most any fetching schedule of the tap could rea
 the tap's peak RSS on a 50,000-fill and a 200,000-fill wallet (medians of three
 interleaved rounds).
 
+With `--bare` (as `make bench` runs it), each run of a case is preceded by the bare client
+(bare.py) on a simulator of its own with the same dataset: it only fetches and parses pages,
+every request known beforehand, so its ratio is the most this machine allows the case, and
+`tap/bare` is the share of it the tap reaches.
+
 With `--latency-before-count`, the simulator sleeps each request's latency before it counts
 it (a network in front of the server's counter, not after it): requests that left evenly
 spaced arrive unevenly, and the limiter's slack and its widening on 429 are what is tried.
@@ -25,7 +30,7 @@ Traffic stays on 127.0.0.1.
 
 Usage: `make bench` runs this after bench/run.py; alone: `.venv/bin/python bench/rate.py
 [--quick] [--repeats N] [--tiers dev,pro] [--mixes tiny] [--pages 100] [--max-fills 200000]
-[--latency-before-count]`.
+[--latency-before-count] [--bare]`.
 """
 
 from __future__ import annotations
@@ -107,7 +112,9 @@ def serve(spec: dict[str, Any]) -> None:
     sim = TimedSimulator(
         seed=spec["seed"],
         api_key=API_KEY,
-        dataset=Dataset.custom(specs, seed=spec["seed"], markets=spec.get("markets", 0)),
+        dataset=Dataset.custom(
+            specs, seed=spec["seed"], markets=spec.get("markets", 0), now=spec.get("now")
+        ),
         rate_limit=tuple(spec["rate_limit"]) if spec["rate_limit"] else None,
         latency=(0.0, 0.0) if before else latency,
     )
@@ -308,6 +315,47 @@ def run_case(
     }
 
 
+def run_bare_case(case: Case, seed: int) -> dict[str, Any]:
+    """The bare client (bare.py) on the same case, on a simulator of its own: its ratio
+    is the most this machine allows the case, whatever the client."""
+    spec = {
+        "wallets": case.wallets(),
+        "seed": seed,
+        "rate_limit": TIERS[case.tier],
+        "latency_ms": LATENCY_MS,
+        "markets": MARKETS,
+        "now": float(int(time.time())),  # the same fills in the simulator as in the slices
+    }
+    with simulator(spec) as info:
+        job = {
+            "spec": spec,
+            "url": info["url"],
+            "api_key": API_KEY,
+            "budgets": TIERS[case.tier],
+            "page": case.page,
+        }
+        out = subprocess.run(
+            [sys.executable, str(Path(__file__).parent / "bare.py"), json.dumps(job)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"the bare client failed:\n{out.stderr[-3000:]}")
+        read = json.loads(out.stdout)
+        stats = requests.get(info["control"] + "/stats", timeout=10).json()
+    if read["fills"] != read["expected"]:
+        raise RuntimeError(f"the bare client read {read['fills']} fills of {read['expected']}")
+    best = best_schedule(stats["requests"], TIERS[case.tier])
+    elapsed = stats["elapsed"]
+    return {
+        "bare": best / elapsed if best > 0 and elapsed > 0 else float("nan"),
+        "bare_cpu": read["cpu"],
+        "bare_requests": stats["requests"],
+        "bare_429s": read["429s"],
+    }
+
+
 def run_memory(fills: int, workdir: Path, extra: dict[str, Any]) -> float:
     """Peak RSS (MiB) of the tap reading one wallet of `fills` fills as fast as it can.
 
@@ -324,7 +372,7 @@ def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
     def pick(key: str) -> Any:
         values = [run[key] for run in runs]
-        if key in ("429s", "max_1s", "max_10s"):
+        if key.endswith("429s") or key in ("max_1s", "max_10s"):
             return max(values)
         if key.startswith("gap"):
             return min(values)
@@ -342,6 +390,11 @@ def main() -> None:
     parser.add_argument("--mixes", default=",".join(MIXES))
     parser.add_argument("--pages", default="100,1000")
     parser.add_argument("--skip-memory", action="store_true", help="no peak-RSS comparison")
+    parser.add_argument(
+        "--bare",
+        action="store_true",
+        help="also run the bare client (bare.py) on each case, interleaved with the tap",
+    )
     parser.add_argument(
         "--max-fills",
         type=int,
@@ -390,14 +443,22 @@ def main() -> None:
         f"{'ceiling':>7} "
         f"{'429s':>5} {'max 1s':>6} {'max 10s':>7} {'gap 1s':>6} {'gap 10s':>7} {'wall':>6} "
         f"{'cpu':>6} {'sim cpu':>7} {'rss MiB':>7}"
+        + (f" {'bare':>5} {'bare cpu':>8} {'429s':>5} {'tap/bare':>8}" if args.bare else "")
     )
     print(header, flush=True)
     for case in cases:
-        runs = [
-            run_case(case, workdir, extra, seed=7 + i, before_count=args.latency_before_count)
-            for i in range(args.repeats)
-        ]
+        runs = []
+        for i in range(args.repeats):
+            ceiling = run_bare_case(case, seed=7 + i) if args.bare else {}
+            tap = run_case(case, workdir, extra, seed=7 + i, before_count=args.latency_before_count)
+            runs.append({**tap, **ceiling})
         row = median_row(runs)
+        against = (
+            f" {row['bare']:>5.2f} {row['bare_cpu']:>7.1f}s {row['bare_429s']:>5} "
+            f"{row['ratio'] / row['bare']:>8.2f}"
+            if args.bare
+            else ""
+        )
         budget = TIERS[case.tier]
         print(
             f"{case.name:<25} {row['fills']:>8,} {row['requests']:>8,} "
@@ -407,7 +468,7 @@ def main() -> None:
             f"{row['max_10s']:>5}/{budget[1]:<4}"
             f"{row['gap_1s']:>6.2f} {row['gap_10s']:>7.2f} "
             f"{row['wall']:>5.1f}s {row['cpu']:>5.1f}s {row['sim_cpu']:>6.1f}s "
-            f"{row['rss_mib']:>7.0f}",
+            f"{row['rss_mib']:>7.0f}{against}",
             flush=True,
         )
     if args.skip_memory:
