@@ -74,6 +74,9 @@ class Progress:
             f"retries {stats.retries}",
             f"elapsed {_duration(elapsed)}",
         ]
+        ahead = self._started - stats.started
+        if ahead >= 1:  # its first requests went out while the stream before it synced
+            parts[-1] += f" ({_duration(ahead)} of it read ahead, before its turn)"
         remaining = self.wallets_total - self.wallets_done
         if not final and self.wallets_done and remaining:
             parts.append(f"ETA ~{_duration(elapsed / self.wallets_done * remaining)}")

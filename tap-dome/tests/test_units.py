@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -14,9 +15,10 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from tap_dome.concurrency import ordered_map
 from tap_dome.errors import DomeDataError, DomePaginationError
-from tap_dome.fetch import describe_params, retry_after_seconds
+from tap_dome.fetch import FetchStats, describe_params, retry_after_seconds
 from tap_dome.page import attach_page, parse_page
 from tap_dome.pagination import MAX_EMPTY_PAGES, DomePaginator, PageToken
+from tap_dome.progress import Progress
 from tap_dome.ratelimit import (
     MAX_SLACK_SHARE,
     SLACK_GROWTH,
@@ -382,3 +384,23 @@ def test_ordered_map_raises_a_task_error_at_its_place() -> None:
     with pytest.raises(ValueError, match="item 3"):
         next(results)
     assert list(ordered_map(task, range(3), 1, "test-map")) == [0, 1, 2]  # one at a time
+
+
+def test_a_stream_read_ahead_says_how_much_of_its_time_was_before_its_turn() -> None:
+    # activity's first requests go out while orders still syncs (run.py): its elapsed time
+    # runs from them, and its line says how much of that was before its own turn.
+    def line(read_ahead: float) -> str:
+        stats = FetchStats(started=time.monotonic() - read_ahead)
+        stats.add(requests=3)
+        progress = Progress(
+            label="activity",
+            noun="events",
+            wallets_total=1,
+            stats=stats,
+            logger=logging.getLogger("test"),
+            interval=3600,
+        )
+        return progress.line(final=True)
+
+    assert "elapsed 7s (7s of it read ahead, before its turn)" in line(7.2)
+    assert line(0).endswith("retries 0, elapsed 0s")
