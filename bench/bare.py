@@ -1,4 +1,4 @@
-"""The bare client: the fastest a Python client could read a case on this machine.
+"""The bare client: how fast a plain Python client reads a case on this machine.
 
 It does only what no client can skip: one GET per page and a JSON parse of its body
 (orjson), nothing written anywhere. And it knows what no real client knows: every fill's
@@ -11,9 +11,10 @@ It runs in a process of its own, as the tap does (`python bench/bare.py SPEC_JSO
 JSON line out): the dataset it cuts from is big, and a process forked from one that holds it
 would count those pages in its peak RSS.
 
-Its ratio, measured beside the tap's in the same run (`bench/rate.py --bare`), is the most a
-case can reach on this machine: where it falls short of the tier, the machine is the bound,
-not the tap's schedule.
+Its ratio, measured beside the tap's in the same run (`bench/rate.py --bare`), is what a
+client with no schedule to find and no record to write reaches here: where it falls short of
+the tier, the machine is the bound, not the tap's schedule; where the tap falls short of it,
+the tap's own work per fill is.
 """
 
 from __future__ import annotations

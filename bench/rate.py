@@ -20,8 +20,8 @@ interleaved rounds).
 
 With `--bare` (as `make bench` runs it), each run of a case is preceded by the bare client
 (bare.py) on a simulator of its own with the same dataset: it only fetches and parses pages,
-every request known beforehand, so its ratio is the most this machine allows the case, and
-`tap/bare` is the share of it the tap reaches.
+every request known beforehand, so its ratio is what a client with no schedule to find and no
+record to write reaches on this machine, and `tap/bare` is the share of it the tap reaches.
 
 With `--latency-before-count`, the simulator sleeps each request's latency before it counts
 it (a network in front of the server's counter, not after it): requests that left evenly
@@ -316,8 +316,8 @@ def run_case(
 
 
 def run_bare_case(case: Case, seed: int) -> dict[str, Any]:
-    """The bare client (bare.py) on the same case, on a simulator of its own: its ratio
-    is the most this machine allows the case, whatever the client."""
+    """The bare client (bare.py) on the same case, on a simulator of its own: its ratio is
+    what fetching and parsing alone reach on this machine."""
     spec = {
         "wallets": case.wallets(),
         "seed": seed,

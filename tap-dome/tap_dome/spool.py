@@ -14,8 +14,8 @@ have all been taken is written again from its start (up to `FREE_SEGMENTS` of th
 that), and only beyond those is it closed, its disk space freed: writing into a file's pages
 that the system already holds costs about an eighth of writing into new ones (which it must
 find, zero and, at close, free again), and under latency most pages of a big wallet pass
-through here. They are anonymous (unlinked on
-creation), so a crash leaves nothing behind. Thread-safe: workers park, the consumer takes.
+through here. They are anonymous (unlinked on creation), so a crash leaves nothing behind.
+Thread-safe: workers park, the consumer takes.
 """
 
 from __future__ import annotations
